@@ -1,0 +1,96 @@
+"End-to-end tests of the console scripts, run as a user would: as separate processes."
+import csv, json, subprocess, sys
+from pathlib import Path
+import pytest, torch
+from PIL import Image
+
+FAST = ['--size', '16', '--nf', '16', '--bs', '32', '--max-items', '256']
+
+
+def run(*args, ok=True):
+    r = subprocess.run(list(args), capture_output=True, text=True, timeout=600)
+    if ok: assert r.returncode == 0, f'{args} failed:\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}'
+    return r
+
+
+def rows(path):
+    with open(path) as f: return list(csv.DictReader(f))
+
+
+def test_train_sample_resume(tmp_path):
+    out = tmp_path/'run'
+    r = run('dcgan_train', *FAST, '--epochs', '2', '--out', str(out))
+    assert 'digits' in r.stdout
+    for f in ('samples.png', 'samples/epoch_001.png', 'samples/epoch_002.png', 'metrics.csv', 'generator.pth', 'checkpoint.pth', 'run.json'):
+        assert (out/f).exists(), f
+    m = rows(out/'metrics.csv')
+    assert [r['epoch'] for r in m] == ['1', '2']
+    assert {'epoch', 'gen_loss', 'crit_loss', 'd_real', 'd_fake', 'seconds'} <= set(m[0])
+    assert all(float(r['seconds']) > 0 and 0 < float(r['d_real']) < 1 for r in m)
+    assert Image.open(out/'samples.png').size == (8 * 18 + 2, 8 * 18 + 2)
+
+    ck = torch.load(out/'checkpoint.pth', weights_only=False)
+    assert ck['epoch'] == 2
+    # resume: continues the epoch count, keeps the saved settings, appends to the CSV
+    r = run('dcgan_train', '--out', str(out), '--resume', '--epochs', '3')
+    assert 'resuming' in r.stdout
+    assert [r['epoch'] for r in rows(out/'metrics.csv')] == ['1', '2', '3']
+    assert torch.load(out/'checkpoint.pth', weights_only=False)['epoch'] == 3
+    assert (out/'samples/epoch_003.png').exists()
+
+    run('dcgan_sample', str(out), '--n', '9', '--out', str(tmp_path/'g.png'))
+    assert Image.open(tmp_path/'g.png').size == (3 * 18 + 2, 3 * 18 + 2)
+    run('dcgan_sample', str(out), '--n', '7', '--folder', '--out', str(tmp_path/'fakes'))
+    files = sorted((tmp_path/'fakes').glob('*.png'))
+    assert len(files) == 7 and Image.open(files[0]).size == (16, 16)
+
+
+def test_same_seed_same_run(tmp_path):
+    for name in ('a', 'b'):
+        run('dcgan_train', *FAST, '--epochs', '1', '--seed', '5', '--out', str(tmp_path/name))
+    drop = lambda rs: [{k: v for k, v in r.items() if k != 'seconds'} for r in rs]
+    assert drop(rows(tmp_path/'a'/'metrics.csv')) == drop(rows(tmp_path/'b'/'metrics.csv'))
+
+
+def test_train_on_a_folder(tmp_path, digits_folder):
+    out = tmp_path/'run'
+    run('dcgan_train', '--data', str(digits_folder), '--size', '16', '--nf', '8', '--bs', '32', '--epochs', '1', '--out', str(out))
+    assert json.loads((out/'run.json').read_text())['data'] == str(digits_folder)
+    assert rows(out/'metrics.csv')[0]['epoch'] == '1'
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--data', '/no/such/folder'], 'Data folder not found'),
+    (['--size', '24'], 'power of two'),
+    (['--epochs', '0'], '--epochs must be at least 1'),
+    (['--lr', '-1'], '--lr must be positive'),
+    (['--data', 'celeba', '--data-root', '/tmp/definitely-not-here'], 'celeba data set was not found'),
+])
+def test_train_bad_input(tmp_path, args, message):
+    r = run('dcgan_train', '--out', str(tmp_path/'x'), *args, ok=False)
+    assert r.returncode == 2
+    assert message in r.stderr
+    assert 'Traceback' not in r.stderr
+
+
+def test_train_empty_and_corrupt_folders(tmp_path):
+    (tmp_path/'empty').mkdir()
+    r = run('dcgan_train', '--data', str(tmp_path/'empty'), '--out', str(tmp_path/'x'), ok=False)
+    assert r.returncode == 2 and 'No image files found' in r.stderr and 'Traceback' not in r.stderr
+    (tmp_path/'bad').mkdir()
+    for i in range(3): (tmp_path/'bad'/f'{i}.jpg').write_text('not a jpeg')
+    r = run('dcgan_train', '--data', str(tmp_path/'bad'), '--out', str(tmp_path/'x'), ok=False)
+    assert r.returncode == 2 and 'could be read' in r.stderr
+
+
+def test_resume_without_a_run(tmp_path):
+    r = run('dcgan_train', '--out', str(tmp_path/'nothing'), '--resume', ok=False)
+    assert r.returncode == 2 and 'Nothing to resume' in r.stderr
+
+
+def test_sample_bad_input(tmp_path):
+    r = run('dcgan_sample', str(tmp_path/'missing'), ok=False)
+    assert r.returncode == 2 and 'No such generator' in r.stderr
+    (tmp_path/'junk.pth').write_bytes(b'not a checkpoint')
+    r = run('dcgan_sample', str(tmp_path/'junk.pth'), ok=False)
+    assert r.returncode == 2 and 'not a dcgan_course generator' in r.stderr and 'Traceback' not in r.stderr
