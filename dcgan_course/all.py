@@ -5,10 +5,16 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/98_all.ipynb #10e9aca2
-from . import data, layers, learner, cli
+# %% ../nbs/98_all.ipynb #0d8de6e9
+from . import data, layers, learner, hacks, fid, conditional, explore, experiments, labs, cli
 from .data import *
 from .layers import *
 from .learner import *
+from .hacks import *
+from .fid import *
+from .conditional import *
+from .explore import *
+from .experiments import *
+from .labs import *
 from .cli import *
-__all__ = [n for mod in (data, layers, learner, cli) for n in mod.__all__]
+__all__ = [n for mod in (data, layers, learner, hacks, fid, conditional, explore, experiments, labs, cli) for n in mod.__all__]

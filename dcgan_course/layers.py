@@ -67,6 +67,7 @@ class Generator(nn.Module):
         c = nf * 2 ** (n_up - 1)                 # channels at 4x4
         # a learned class embedding as wide as a one-hot (capped at 50); wider ones let G ignore z within a class (nbs/05_conditional)
         self.emb = nn.Embedding(n_classes, emb_dim or min(50, n_classes)) if n_classes else None
+        if n_classes: self.config['emb_dim'] = self.emb.embedding_dim   # saved explicitly: checkpoints survive a change of default
         nin = nz + (self.emb.embedding_dim if n_classes else 0) + (n_attrs or 0)
         act_layer = nn.ReLU(inplace=True) if act == 'relu' else nn.LeakyReLU(0.2, inplace=True)
         if fc: stem = [nn.Flatten(), nn.Linear(nin, c * 16, bias=not bn), nn.Unflatten(1, (c, 4, 4))]
