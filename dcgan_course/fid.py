@@ -459,13 +459,8 @@ def _cached(key:dict, compute, cache=True) -> dict:
     mu, sigma = feature_stats(feats)
     d = dict(key=json.loads(json.dumps(key, default=str)), features=feats, mu=torch.from_numpy(mu), sigma=torch.from_numpy(sigma))
     if cache:
-        fn.parent.mkdir(parents=True, exist_ok=True)
-        tmp = fn.with_name(f'.{fn.name}.{os.getpid()}.tmp')
-        try:
-            torch.save(d, tmp)
-            os.replace(tmp, fn)
-        finally:
-            if tmp.exists(): tmp.unlink()
+        from dcgan_course.learner import atomic_save
+        atomic_save(d, fn)
     return d
 
 def real_stats(images:torch.Tensor, source:str='', n:int=None, seed:int=0, bs:int=32, device=None, weights=None,
