@@ -16,13 +16,13 @@ from PIL import Image
 from .data import DataError, GANDataLoader, gan_dataloaders, digits_images
 from fastai.data.core import DataLoaders
 from .layers import Critic, Generator, dcgan_nets
+from .core import label_index, parse_attrs, sample_condition
 from .learner import generate
 
 # %% auto #0
 __all__ = ['TOY_ATTRS', 'toy_celeba', 'digit_classifier', 'classify', 'train_digit_classifier', 'judge_digits', 'ChannelCritic',
            'conditional_nets', 'within_class_std', 'label_combos', 'balanced_weights', 'combo_counts',
-           'BalancedGANDataLoader', 'balance_dls', 'label_index', 'parse_attrs', 'sample_condition',
-           'conditional_samples', 'conditional_dataloaders']
+           'BalancedGANDataLoader', 'balance_dls', 'conditional_samples', 'conditional_dataloaders']
 
 # %% ../nbs/05_conditional.ipynb #ee50298d
 TOY_ATTRS = ('Loop', 'Bold', 'Odd')
@@ -107,16 +107,15 @@ class ChannelCritic(Critic):
         return super().forward(torch.cat([x, y[:, :, None, None].expand(-1, -1, *x.shape[2:])], 1))
 
 # %% ../nbs/05_conditional.ipynb #97d298eb
-def conditional_nets(dls, critic:str='channels', **kwargs) -> tuple:
-    "A conditional `(Generator, Critic)` pair for labelled `dls`: `ChannelCritic` (`critic='channels'`) or the projection `Critic`."
+def conditional_nets(dls, # labelled `DataLoaders` (`gan_dataloaders(..., labels=True)` or `labels='A,B'`)
+                     critic:str='channels', # how the critic sees the label: 'channels' (`ChannelCritic`) or 'projection' (`Critic`)
+                     **kwargs, # network options for `dcgan_nets` (`nf`, `ks`, `bn`, ...)
+                    ) -> tuple:
+    "A conditional `(Generator, Critic)` pair for labelled `dls`."
     if getattr(dls, 'labels', None) is None:
         raise DataError("These DataLoaders have no labels: make them with gan_dataloaders(..., labels=True) or labels='Attr1,Attr2'")
     if critic not in ('projection', 'channels'): raise ValueError(f"critic must be 'projection' or 'channels', got {critic!r}")
-    G, D = dcgan_nets(dls, **kwargs)
-    if critic == 'channels':
-        cfg = {k: v for k, v in D.config.items() if k not in ('size', 'nc', 'nf')}
-        D = ChannelCritic(D.size, D.nc, D.config['nf'], **cfg)
-    return G, D
+    return dcgan_nets(dls, critic_cls=ChannelCritic if critic == 'channels' else Critic, **kwargs)
 
 # %% ../nbs/05_conditional.ipynb #d16db68e
 def within_class_std(generator:nn.Module, n_per_class:int=50, seed:int=0) -> float:
@@ -190,75 +189,16 @@ def balance_dls(dls, by=None) -> DataLoaders:
                                   device=t.device)
     return DataLoaders(train, dls.valid, device=dls.device)
 
-# %% ../nbs/05_conditional.ipynb #2ea4ccd6
-def label_index(label, vocab) -> int:
-    "Index of `label` (a class name, or an index as int or string) in the class names `vocab`."
-    vocab = [str(v) for v in vocab]
-    idx = None
-    if isinstance(label, str):
-        s, low = label.strip(), [v.lower() for v in vocab]
-        if s in vocab: return vocab.index(s)
-        if low.count(s.lower()) == 1: return low.index(s.lower())
-        if s.lstrip('-').isdigit(): idx = int(s)
-    elif isinstance(label, (int, np.integer)) and not isinstance(label, bool): idx = int(label)
-    elif isinstance(label, torch.Tensor) and label.numel() == 1 and not label.is_floating_point(): idx = int(label)
-    if idx is None or not 0 <= idx < len(vocab):
-        raise ValueError(f"Unknown label {label!r}: valid labels are {', '.join(vocab)} (or an index 0-{len(vocab) - 1})")
-    return idx
-
-# %% ../nbs/05_conditional.ipynb #95bd9e1f
-_TRUE, _FALSE = {'1', '+1', 'true', 'yes', 'y', 'on'}, {'0', '-1', 'false', 'no', 'n', 'off'}
-
-def parse_attrs(spec, vocab, default:float=0.) -> torch.Tensor:
-    "A float vector over the attribute names `vocab` from `'A=1,B=0'` (or a dict); unnamed attributes get `default` (None: `nan`, free)."
-    if vocab is None: raise ValueError("This generator has no attribute names: pass vocab= (the attribute names, in training order)")
-    vocab = list(vocab)
-    out = torch.full((len(vocab),), float('nan') if default is None else float(default))
-    if isinstance(spec, dict): items = [(str(k), str(v)) for k, v in spec.items()]
-    else:
-        parts = [p.strip() for p in (spec.split(',') if isinstance(spec, str) else spec) if p.strip()]
-        items = [tuple(q.strip() for q in p.split('=', 1)) if '=' in p else (p, '1') for p in parts]
-    seen = set()
-    for name, val in items:
-        if name not in vocab:
-            low = [v.lower() for v in vocab]
-            if name.lower() not in low:
-                raise ValueError(f"Unknown attribute {name!r}: this generator knows {', '.join(vocab)}")
-            name = vocab[low.index(name.lower())]
-        if name in seen: raise ValueError(f"Attribute {name!r} is given twice")
-        seen.add(name)
-        v = val.lower()
-        if v not in _TRUE | _FALSE: raise ValueError(f"{name}={val}: the value must be 1 or 0 (also true/false, yes/no, or CelebA's 1/-1)")
-        out[vocab.index(name)] = 1. if v in _TRUE else 0.
-    return out
-
 # %% ../nbs/05_conditional.ipynb #79ce2b55
-def sample_condition(generator:nn.Module, n:int, label=None, attrs=None, seed:int=None, vocab=None):
-    "The condition for `n` samples of `generator`: class ids (long), 0/1 attributes (float), or None for an unconditional generator."
-    n_classes, n_attrs = getattr(generator, 'n_classes', None), getattr(generator, 'n_attrs', None)
-    vocab = vocab if vocab is not None else getattr(generator, 'vocab', None)
-    if not (n_classes or n_attrs):
-        if label is not None or attrs is not None:
-            raise ValueError("This generator is not conditional (it was trained without labels): leave out --label and --attrs")
-        return None
-    if n_classes:
-        if attrs is not None: raise ValueError(f"This generator is conditioned on {n_classes} classes, not attributes: use --label")
-        vocab = vocab or [str(i) for i in range(n_classes)]
-        if label is None: return torch.arange(n) % n_classes
-        labels = [label_index(l, vocab) for l in (label if isinstance(label, (list, tuple)) else [label])]
-        return torch.tensor(labels)[torch.arange(n) % len(labels)]
-    if label is not None:
-        raise ValueError(f"This generator is conditioned on attributes ({', '.join(vocab or [])}), not classes: use --attrs Name=1,...")
-    g = torch.Generator().manual_seed(seed + 1) if seed is not None else None
-    rand = (torch.rand(n, n_attrs, generator=g) < 0.5).float()
-    if attrs is None: return rand
-    a = attrs.float() if isinstance(attrs, torch.Tensor) else parse_attrs(attrs, vocab, default=None)
-    if a.shape[-1] != n_attrs: raise ValueError(f"{a.shape[-1]} attribute values for a generator with {n_attrs} attributes")
-    a = a.expand(n, -1)
-    return torch.where(a.isnan(), rand, a)
-
-def conditional_samples(generator:nn.Module, n:int, label=None, attrs=None, seed:int=None, vocab=None, bs:int=256) -> torch.Tensor:
-    "`n` images in [-1, 1] from `generator`, of class `label` (name or index) or with `attrs` ('A=1,B=0'), from noise seeded by `seed`."
+def conditional_samples(generator:nn.Module, # a (conditional) generator
+                        n:int, # how many images
+                        label=None, # a class (name or index), or a list to cycle through
+                        attrs=None, # 'A=1,B=0': the attributes asked for; the others are drawn from the data's rows
+                        seed:int=None, # seed of the noise (and of the free attributes)
+                        vocab=None, # class or attribute names (default: the generator's)
+                        bs:int=256, # generator batch size
+                       ) -> torch.Tensor:
+    "`n` images in [-1, 1] from `generator`, of class `label` or with `attrs`, from noise seeded by `seed`."
     cond = sample_condition(generator, n, label, attrs, seed, vocab)
     return generate(generator, n, cond=cond, seed=seed, bs=bs)
 

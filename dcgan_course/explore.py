@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 import ipywidgets as W
 from .learner import generate, image_grid
-from .conditional import sample_condition, label_index, parse_attrs
+from .core import sample_condition, label_index, parse_attrs
 
 # %% auto #0
 __all__ = ['lerp', 'slerp', 'interpolate', 'seed_latent', 'seed_samples', 'interpolation_strip', 'interpolation_grid',

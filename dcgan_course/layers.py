@@ -10,7 +10,8 @@ from torch import nn
 from .data import check_size
 
 # %% auto #0
-__all__ = ['init_dcgan', 'up_block', 'down_block', 'MinibatchStdDev', 'Generator', 'Critic', 'n_params', 'dcgan_nets']
+__all__ = ['init_dcgan', 'up_block', 'down_block', 'MinibatchStdDev', 'Generator', 'Critic', 'n_params', 'MaxPoolCritic',
+           'dcgan_nets']
 
 # %% ../nbs/01_layers.ipynb #e2ff2745
 def init_dcgan(m:nn.Module):
@@ -99,10 +100,7 @@ class Critic(nn.Module):
         if n_classes and n_attrs: raise ValueError("Condition on classes or on attributes, not both")
         self.config = dict(size=size, nc=nc, nf=nf, ks=ks, fc=fc, bn=bn, dropout=dropout, sn=sn, mbstd=mbstd, n_classes=n_classes, n_attrs=n_attrs)
         self.size, self.nc, self.n_classes, self.n_attrs = size, nc, n_classes, n_attrs
-        n_down = int(math.log2(size)) - 2
-        blocks, c = [down_block(nc, nf, ks, bn=False, dropout=dropout, sn=sn)], nf   # no batchnorm on the input layer
-        for i in range(n_down - 1):
-            blocks.append(down_block(c, c * 2, ks, bn, dropout, sn)); c *= 2
+        blocks, c = self.body(size, nc, nf, ks, bn, dropout, sn)
         self.blocks = nn.Sequential(*blocks)
         self.mbstd = MinibatchStdDev() if mbstd else None
         cin = c + (1 if mbstd else 0)
@@ -114,6 +112,13 @@ class Critic(nn.Module):
         else: self.proj = None
         self.apply(init_dcgan)
         if n_classes: nn.init.normal_(self.proj.weight, 0.0, 0.02)   # nn.Embedding starts at N(0, 1): logits of ~100 (nbs/05_conditional)
+
+    def body(self, size, nc, nf, ks, bn, dropout, sn) -> tuple:
+        "The downsampling blocks from `size` to 4x4, and the channels they end with."
+        blocks, c = [down_block(nc, nf, ks, bn=False, dropout=dropout, sn=sn)], nf   # no batchnorm on the input layer
+        for i in range(int(math.log2(size)) - 3):
+            blocks.append(down_block(c, c * 2, ks, bn, dropout, sn)); c *= 2
+        return blocks, c
 
     def forward(self, x, *cond):
         h = self.blocks(x)
@@ -129,10 +134,40 @@ def n_params(m:nn.Module) -> int:
     "Number of trainable parameters of `m`."
     return sum(p.numel() for p in m.parameters() if p.requires_grad)
 
+# %% ../nbs/01_layers.ipynb #8ab2e5de
+class MaxPoolCritic(Critic):
+    "The DCGAN `Critic` with max-pooling instead of strided convolutions: each block is conv 3x3 (stride 1), batchnorm, `act`, max-pool 2x2."
+    def __init__(self, size:int=32, # image side
+                 nc:int=1, # image channels
+                 nf:int=64, # channels of the first block
+                 act:str='leaky', # 'leaky' (LeakyReLU(0.2)) or 'relu' after each convolution
+                 **kwargs, # other `Critic` arguments (`bn`, `fc`, `mbstd`, a condition); not `sn`
+                ):
+        if kwargs.get('sn'): raise ValueError("MaxPoolCritic does not support spectral norm")
+        if act not in ('leaky', 'relu'): raise ValueError(f"act must be 'leaky' or 'relu', got {act!r}")
+        self.pool_act = act
+        super().__init__(size, nc, nf, **kwargs)
+        self.config['pool_act'] = act
+
+    def body(self, size, nc, nf, ks, bn, dropout, sn) -> tuple:
+        def block(ni, no, bn):
+            return nn.Sequential(nn.Conv2d(ni, no, 3, 1, 1, bias=not bn), *([nn.BatchNorm2d(no)] if bn else []),
+                                 nn.LeakyReLU(0.2, inplace=True) if self.pool_act == 'leaky' else nn.ReLU(inplace=True), nn.MaxPool2d(2))
+        blocks, c = [block(nc, nf, False)], nf                     # no batchnorm on the input layer, as in the DCGAN critic
+        for _ in range(int(math.log2(size)) - 3): blocks.append(block(c, 2 * c, bn)); c *= 2
+        return blocks, c
+
 # %% ../nbs/01_layers.ipynb #9e4d314c
 _G_ONLY, _D_ONLY = {'act', 'emb_dim'}, {'dropout', 'sn', 'mbstd'}
 
-def dcgan_nets(dls=None, size:int=32, nz:int=100, nc:int=1, conditional:bool=None, **kwargs) -> tuple:
+def dcgan_nets(dls=None, # `DataLoaders` from `gan_dataloaders`: they set `size`, `nz`, `nc` and the condition
+               size:int=32, # image side, without `dls`
+               nz:int=100, # latent size, without `dls`
+               nc:int=1, # image channels, without `dls`
+               conditional:bool=None, # False: ignore the labels of `dls`
+               critic_cls=None, # the critic's class (default `Critic`; `MaxPoolCritic`, or the conditional `ChannelCritic`)
+               **kwargs, # `nf`, `ks`, `fc`, `bn` for both; `act`, `emb_dim` for G; `dropout`, `sn`, `mbstd` for D
+              ) -> tuple:
     "A matching `(Generator, Critic)` pair for `dls` (or for explicit `size`, `nz`, `nc`)."
     n_classes = n_attrs = None
     if dls is not None:
@@ -143,4 +178,4 @@ def dcgan_nets(dls=None, size:int=32, nz:int=100, nc:int=1, conditional:bool=Non
     gkw = {k: v for k, v in kwargs.items() if k not in _D_ONLY}
     dkw = {k: v for k, v in kwargs.items() if k not in _G_ONLY}
     return (Generator(size, nz, nc, n_classes=n_classes, n_attrs=n_attrs, **gkw),
-            Critic(size, nc, n_classes=n_classes, n_attrs=n_attrs, **dkw))
+            (critic_cls or Critic)(size, nc, n_classes=n_classes, n_attrs=n_attrs, **dkw))
