@@ -11,33 +11,16 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from .data import gan_dataloaders   # first: it silences a fastai import-time deprecation warning
-from fastai.torch_core import set_seed
 import matplotlib.pyplot as plt
 
-from .layers import Critic, init_dcgan, dcgan_nets
-from .learner import dcgan_learner, generate, image_grid
-from .hacks import hack_callbacks, GANMonitor, batch_diversity
+from .layers import Critic, MaxPoolCritic
+from .learner import generate, image_grid
+from .hacks import batch_diversity
+from .recipe import Recipe, recipe_dls, recipe_learner
 from .fid import frechet_distance, feature_stats
 
 # %% auto #0
-__all__ = ['MaxPoolCritic', 'pixel_fd', 'run_setting', 'fid_kid', 'grid', 'sweep', 'plot_sweep', 'show_samples', 'summary']
-
-# %% ../nbs/20_experiments.ipynb #7c8ea9c6
-class MaxPoolCritic(Critic):
-    "The DCGAN `Critic` with max-pooling instead of strided convolutions: each block is conv 3x3 (stride 1), batchnorm, `act`, max-pool 2x2."
-    def __init__(self, size:int=32, nc:int=1, nf:int=64, bn:bool=True, act:str='leaky', **kwargs):
-        if kwargs.get('sn'): raise ValueError("MaxPoolCritic does not support spectral norm")
-        if act not in ('leaky', 'relu'): raise ValueError(f"act must be 'leaky' or 'relu', got {act!r}")
-        super().__init__(size, nc, nf, bn=bn, **kwargs)
-        def block(ni, no, bn):
-            return nn.Sequential(nn.Conv2d(ni, no, 3, 1, 1, bias=not bn), *([nn.BatchNorm2d(no)] if bn else []),
-                                 nn.LeakyReLU(0.2, inplace=True) if act == 'leaky' else nn.ReLU(inplace=True), nn.MaxPool2d(2))
-        n_down = int(math.log2(self.size)) - 2
-        blocks, c = [block(nc, nf, False)], nf                     # no batchnorm on the input layer, as in the DCGAN critic
-        for _ in range(n_down - 1): blocks.append(block(c, 2 * c, bn)); c *= 2
-        self.blocks = nn.Sequential(*blocks)
-        self.pool_act = act
-        self.apply(init_dcgan)
+__all__ = ['EXPERIMENT', 'pixel_fd', 'run_setting', 'fid_kid', 'grid', 'sweep', 'plot_sweep', 'show_samples', 'summary']
 
 # %% ../nbs/20_experiments.ipynb #30795dc5
 def _pixels(x, size):
@@ -49,31 +32,25 @@ def pixel_fd(fake:torch.Tensor, real:torch.Tensor, size:int=8) -> float:
     return frechet_distance(*feature_stats(_pixels(fake, size)), *feature_stats(_pixels(real, size)))
 
 # %% ../nbs/20_experiments.ipynb #9ad5169a
-_DEFAULTS = dict(data='digits', size=16, nz=100, nf=32, bs=64, max_items=None, epochs=10, lr=2e-4, beta1=0.5, n_crit=1, g_act='relu',
-                 critic='strided', mbstd=False, hacks=None, seed=0)
+EXPERIMENT = Recipe('experiment', "the sweeps' base: the DCGAN paper's values at 16 px on the digits, 32 channels wide, 10 epochs").replace(
+    size=16, nf=32, epochs=10, seed=0)
 
-def _nets(dls, s):
-    G, D = dcgan_nets(dls, nf=s['nf'], act=s['g_act'], mbstd=s['mbstd'])
-    if s['critic'] != 'strided':
-        if s['critic'] not in ('maxpool', 'maxpool-relu'): raise ValueError(f"critic must be 'strided', 'maxpool' or 'maxpool-relu', got {s['critic']!r}")
-        D = MaxPoolCritic(dls.size, dls.n_channels, s['nf'], act='relu' if s['critic'] == 'maxpool-relu' else 'leaky', mbstd=s['mbstd'])
-    return G, D
-
-def run_setting(n_eval:int=1000, n_samples:int=64, fid_n:int=None, keep:bool=False, **setting) -> dict:
-    """Train one DCGAN with `setting` (see `_DEFAULTS`) and measure it: last-epoch losses and critic beliefs, `pixel_fd` and `diversity` of
-    `n_eval` samples, monitor warnings, time; `samples` (a fixed-noise batch), `history` (per-epoch metrics), the sampling `generator`;
-    `fid`/`kid` from `fid_n` Inception samples if given; the learner itself if `keep`."""
-    unknown = set(setting) - set(_DEFAULTS) - {'label'}
-    if unknown: raise ValueError(f"Unknown setting(s) {sorted(unknown)}; known: {sorted(_DEFAULTS)}")
-    s = {**_DEFAULTS, **setting}
-    dls = gan_dataloaders(s['data'], size=s['size'], bs=s['bs'], nz=s['nz'], max_items=s['max_items'])
-    set_seed(s['seed'])
-    G, D = _nets(dls, s)
-    mon = GANMonitor(warn=False)
-    cbs = hack_callbacks(**{**(s['hacks'] or {}), 'monitor': False}) + [mon]
-    learn = dcgan_learner(dls, G, D, lr=s['lr'], beta1=s['beta1'], n_crit=s['n_crit'], cbs=cbs)
+def run_setting(n_eval:int=1000, # samples for `pixel_fd` and `diversity`
+                n_samples:int=64, # samples kept for the grid
+                fid_n:int=None, # also FID and KID (Inception) from this many samples
+                keep:bool=False, # keep the learner in the result
+                label:str=None, # a name for the row
+                **setting, # `Recipe` fields that differ from `EXPERIMENT`
+               ) -> dict:
+    """Train `EXPERIMENT.replace(**setting)` and measure it: last-epoch losses and critic beliefs, `pixel_fd` and `diversity` of `n_eval`
+    samples, monitor warnings, time; `samples` (a fixed-noise batch), `history` (per-epoch metrics), the sampling `generator`."""
+    r = EXPERIMENT.replace(**setting)
+    dls = recipe_dls(r)
+    learn = recipe_learner(r, dls, device='cpu')
     t0 = time.time()
-    with learn.no_bar(), learn.no_logging(): learn.fit(s['epochs'])
+    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
+        warnings.simplefilter('ignore')      # the monitor's warnings are counted in `warnings` below
+        learn.fit(r.epochs)
     secs = time.time() - t0
     names = [n for n in learn.recorder.metric_names[1:] if n != 'time']
     history = [dict(epoch=i + 1, **{k: (None if v is None else float(v)) for k, v in zip(names, vals)}) for i, vals in enumerate(learn.recorder.values)]
@@ -81,7 +58,7 @@ def run_setting(n_eval:int=1000, n_samples:int=64, fid_n:int=None, keep:bool=Fal
     g = learn.sample_generator
     fakes = generate(g, n_eval, seed=1234)
     real = dls.images
-    out = dict(s, label=setting.get('label'), steps=s['epochs'] * len(dls.train), seconds=secs,
+    out = dict(r.to_dict(), label=label, steps=r.epochs * len(dls.train), seconds=secs,
                gen_loss=last['gen_loss'], crit_loss=last['crit_loss'], d_real=last['d_real'], d_fake=last['d_fake'],
                pixel_fd=pixel_fd(fakes, real), diversity=batch_diversity(fakes, real[torch.randperm(len(real))[:256]].float() / 127.5 - 1, n=256),
                warnings=sum(h['warnings'] or 0 for h in history), max_grad=max(max(h['d_grad'] or 0, h['g_grad'] or 0) for h in history),
@@ -115,7 +92,7 @@ def grid(**axes) -> list:
     return [dict(zip(keys, vals)) for vals in itertools.product(*(axes[k] for k in keys))]
 
 def _key(s:dict, kwargs:dict) -> str:
-    full = {**_DEFAULTS, **{k: v for k, v in s.items() if k != 'label'}}
+    full = EXPERIMENT.replace(**{k: v for k, v in s.items() if k != 'label'}).to_dict()
     return repr(sorted(full.items())) + repr(sorted(kwargs.items()))
 
 def sweep(settings, base:dict=None, seeds=(0,), verbose:bool=True, memo:dict=None, **kwargs) -> pd.DataFrame:

@@ -21,7 +21,7 @@ def test_train_sample_resume(tmp_path):
     out = tmp_path/'run'
     r = run('dcgan_train', *FAST, '--epochs', '2', '--out', str(out))
     assert 'digits' in r.stdout
-    for f in ('samples.png', 'samples/epoch_001.png', 'samples/epoch_002.png', 'metrics.csv', 'generator.pth', 'checkpoint.pth', 'run.json'):
+    for f in ('samples.png', 'samples/epoch_001.png', 'samples/epoch_002.png', 'metrics.csv', 'generator.pth', 'checkpoint.pth', 'recipe.json'):
         assert (out/f).exists(), f
     m = rows(out/'metrics.csv')
     assert [r['epoch'] for r in m] == ['1', '2']
@@ -55,7 +55,7 @@ def test_same_seed_same_run(tmp_path):
 def test_train_on_a_folder(tmp_path, digits_folder):
     out = tmp_path/'run'
     run('dcgan_train', '--data', str(digits_folder), '--size', '16', '--nf', '8', '--bs', '32', '--epochs', '1', '--out', str(out))
-    assert json.loads((out/'run.json').read_text())['data'] == str(digits_folder)
+    assert json.loads((out/'recipe.json').read_text())['data'] == str(digits_folder)
     assert rows(out/'metrics.csv')[0]['epoch'] == '1'
 
 
@@ -94,3 +94,56 @@ def test_sample_bad_input(tmp_path):
     (tmp_path/'junk.pth').write_bytes(b'not a checkpoint')
     r = run('dcgan_sample', str(tmp_path/'junk.pth'), ok=False)
     assert r.returncode == 2 and 'not a dcgan_course generator' in r.stderr and 'Traceback' not in r.stderr
+
+
+def test_named_recipe_then_config_trains_the_same_model(tmp_path, digits_folder):
+    "--recipe starts from a seed's recipe and flags override it; --config on its recipe.json trains the same weights again."
+    a = tmp_path/'a'
+    run('dcgan_train', '--recipe', 'seed004-simpsons', '--data', str(digits_folder), '--size', '16', '--nf', '8', '--epochs', '1', '--out', str(a))
+    r = json.loads((a/'recipe.json').read_text())
+    assert (r['name'], r['ks'], r['swap_labels'], r['label_smoothing'], r['size'], r['nf']) == ('seed004-simpsons', 5, True, [0.7, 1.2], 16, 8)
+    b = tmp_path/'b'
+    run('dcgan_train', '--config', str(a/'recipe.json'), '--out', str(b))
+    ka, kb = (torch.load(p/'checkpoint.pth', weights_only=False) for p in (a, b))
+    for net in ('generator', 'critic'):
+        for k in ka[net]: assert torch.equal(ka[net][k], kb[net][k]), (net, k)
+
+
+def test_cli_and_python_build_the_same_conditional_model(tmp_path):
+    "The critic a conditional dcgan_train run trains is the one recipe_learner builds from the run's recipe (they once differed)."
+    from dcgan_course.recipe import load_recipe, recipe_learner
+    out = tmp_path/'cond'
+    run('dcgan_train', *FAST, '--epochs', '1', '--conditional', '--out', str(out))
+    ck = torch.load(out/'checkpoint.pth', weights_only=False)
+    learn = recipe_learner(load_recipe(out), device='cpu')
+    assert ck['crit_config'] == learn.critic.config and ck['gen_config'] == learn.generator.config
+    assert {k: v.shape for k, v in ck['critic'].items()} == {k: v.shape for k, v in learn.critic.state_dict().items()}
+    assert type(learn.critic).__name__ == 'ChannelCritic'
+
+
+def test_resume_overrides_and_unknown_recipe(tmp_path):
+    out = tmp_path/'run'
+    run('dcgan_train', *FAST, '--epochs', '1', '--out', str(out))
+    run('dcgan_train', '--out', str(out), '--resume', '--epochs', '2', '--ema', '0.99')   # a flag typed at resume overrides the saved field
+    r = json.loads((out/'recipe.json').read_text())
+    assert (r['epochs'], r['ema'], r['size']) == (2, 0.99, 16)
+    bad = run('dcgan_train', '--recipe', 'seed999', ok=False)
+    assert bad.returncode == 2 and 'Unknown recipe' in bad.stderr and 'seed004-simpsons' in bad.stderr
+
+
+def test_unexpected_error_is_one_line_with_the_run_folder(tmp_path):
+    "An error nobody foresaw (here a checkpoint cut short on disk) ends with one line that points to the run folder's error.log."
+    out = tmp_path/'run'
+    run('dcgan_train', *FAST, '--epochs', '1', '--out', str(out))
+    data = (out/'checkpoint.pth').read_bytes()
+    (out/'checkpoint.pth').write_bytes(data[:len(data) // 2])
+    r = run('dcgan_train', '--out', str(out), '--resume', '--epochs', '2', ok=False)
+    assert r.returncode in (1, 2), r.stderr
+    assert 'Traceback' not in r.stderr and r.stderr.strip().count('\n') == 0, r.stderr
+    assert str(out) in r.stderr
+
+
+def test_help_writes_each_default_once():
+    r = run('dcgan_train', '--help')
+    assert '(default: None)' not in r.stdout and r.stdout.count('(default: 64)') == 3     # --bs, --n-samples, --nf
+    assert '--recipe' in r.stdout and 'seed004-simpsons' in r.stdout
