@@ -16,11 +16,13 @@ import matplotlib.pyplot as plt
 from .layers import Critic, MaxPoolCritic
 from .learner import generate, image_grid
 from .hacks import batch_diversity
-from .recipe import Recipe, recipe_dls, recipe_learner
+from .recipe import Recipe, RECIPES, recipe_dls, recipe_learner
+from .quality import generator_quality
 from .fid import frechet_distance, feature_stats
 
 # %% auto #0
-__all__ = ['EXPERIMENT', 'pixel_fd', 'run_setting', 'fid_kid', 'grid', 'sweep', 'plot_sweep', 'show_samples', 'summary']
+__all__ = ['EXPERIMENT', 'pixel_fd', 'budget_epochs', 'run_setting', 'fid_kid', 'grid', 'sweep', 'plot_sweep', 'show_samples',
+           'summary']
 
 # %% ../nbs/20_experiments.ipynb #30795dc5
 def _pixels(x, size):
@@ -32,20 +34,30 @@ def pixel_fd(fake:torch.Tensor, real:torch.Tensor, size:int=8) -> float:
     return frechet_distance(*feature_stats(_pixels(fake, size)), *feature_stats(_pixels(real, size)))
 
 # %% ../nbs/20_experiments.ipynb #9ad5169a
-EXPERIMENT = Recipe('experiment', "the sweeps' base: the DCGAN paper's values at 16 px on the digits, 32 channels wide, 10 epochs").replace(
-    size=16, nf=32, epochs=10, seed=0)
+EXPERIMENT = RECIPES['dcgan'].replace(name='experiment', note="the sweeps' base: the DCGAN paper's recipe at 16 px on the digits, "
+                                      "32 channels wide, 10 epochs", size=16, nf=32, epochs=10, seed=0, monitor=True)
+
+def budget_epochs(steps:int, # optimizer steps (batches) the run may take
+                  batches:int, # batches per epoch
+                 ) -> int:
+    "The epochs that make exactly `steps` batches; an error if `batches` does not divide `steps` (pick `steps` to suit every batch size)."
+    if steps % batches: raise ValueError(f"{steps} steps are not a whole number of epochs of {batches} batches: choose another budget")
+    return steps // batches
 
 def run_setting(n_eval:int=1000, # samples for `pixel_fd` and `diversity`
                 n_samples:int=64, # samples kept for the grid
                 fid_n:int=None, # also FID and KID (Inception) from this many samples
                 keep:bool=False, # keep the learner in the result
                 label:str=None, # a name for the row
+                steps:int=None, # a fixed budget of optimizer steps (batches) instead of the recipe's epochs
                 **setting, # `Recipe` fields that differ from `EXPERIMENT`
                ) -> dict:
     """Train `EXPERIMENT.replace(**setting)` and measure it: last-epoch losses and critic beliefs, `pixel_fd` and `diversity` of `n_eval`
-    samples, monitor warnings, time; `samples` (a fixed-noise batch), `history` (per-epoch metrics), the sampling `generator`."""
+    samples, on digits the judge's `confident`, `min_share` and `entropy` (`12_quality`), monitor warnings, time; `samples` (a
+    fixed-noise batch), `history` (per-epoch metrics), the sampling `generator`."""
     r = EXPERIMENT.replace(**setting)
     dls = recipe_dls(r)
+    if steps is not None: r = r.replace(epochs=budget_epochs(steps, len(dls.train)))
     learn = recipe_learner(r, dls, device='cpu')
     t0 = time.time()
     with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
@@ -63,6 +75,8 @@ def run_setting(n_eval:int=1000, # samples for `pixel_fd` and `diversity`
                pixel_fd=pixel_fd(fakes, real), diversity=batch_diversity(fakes, real[torch.randperm(len(real))[:256]].float() / 127.5 - 1, n=256),
                warnings=sum(h['warnings'] or 0 for h in history), max_grad=max(max(h['d_grad'] or 0, h['g_grad'] or 0) for h in history),
                samples=generate(g, n_samples, seed=0), history=history, generator=g.cpu().eval())
+    if r.data == 'digits':      # the digit judge of 12_quality: share of confident digits, class balance
+        out.update({k: v for k, v in generator_quality(g, n_eval, seed=1234).items() if k in ('confident', 'min_share', 'entropy')})
     if fid_n: out.update(fid_kid(g, dls, fid_n))
     if keep: out['learner'] = learn
     return out
@@ -145,5 +159,5 @@ def show_samples(df:pd.DataFrame, n:int=36, seed:int=None, ncols:int=None):
 
 def summary(df:pd.DataFrame, cols=('pixel_fd', 'diversity', 'd_real', 'd_fake', 'crit_loss', 'gen_loss', 'warnings', 'steps', 'seconds')):
     "Mean of the measures per setting (over seeds), in the order of the sweep."
-    cols = [c for c in cols if c in df] + [c for c in ('fid', 'kid') if c in df]
+    cols = [c for c in cols if c in df] + [c for c in ('confident', 'min_share', 'fid', 'kid') if c in df]
     return df.groupby('label', sort=False)[cols].mean().round(3)
