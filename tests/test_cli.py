@@ -145,5 +145,6 @@ def test_unexpected_error_is_one_line_with_the_run_folder(tmp_path):
 
 def test_help_writes_each_default_once():
     r = run('dcgan_train', '--help')
-    assert '(default: None)' not in r.stdout and r.stdout.count('(default: 64)') == 3     # --bs, --n-samples, --nf
-    assert '--recipe' in r.stdout and 'seed004-simpsons' in r.stdout
+    out = ' '.join(r.stdout.split())       # argparse wraps lines
+    assert '(default: None)' not in out and out.count('(default: 64)') == 3     # --bs, --n-samples, --nf
+    assert '--recipe NAME' in out and 'seed004-simpsons' in out and '--mbstd, --no-mbstd' in out
