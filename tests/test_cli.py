@@ -21,6 +21,9 @@ def test_train_sample_resume(tmp_path):
     out = tmp_path/'run'
     r = run('dcgan_train', *FAST, '--epochs', '2', '--out', str(out))
     assert 'digits' in r.stdout
+    # not a terminal: one plain line per epoch, no progress-bar redraws
+    assert [l.split(':')[0] for l in r.stdout.splitlines() if l.startswith('epoch ')] == ['epoch 1/2', 'epoch 2/2']
+    assert '\r' not in r.stdout + r.stderr and 'd_fake' in r.stdout
     for f in ('samples.png', 'samples/epoch_001.png', 'samples/epoch_002.png', 'metrics.csv', 'generator.pth', 'checkpoint.pth', 'recipe.json'):
         assert (out/f).exists(), f
     m = rows(out/'metrics.csv')
