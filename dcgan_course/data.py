@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #83379a40
 from __future__ import annotations
-import os, math, random, hashlib, warnings
+import os, sys, math, random, hashlib, warnings
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,10 +21,11 @@ from fastai.data.load import DataLoader
 from fastai.data.core import DataLoaders
 from fastai.data.transforms import get_image_files
 from fastai.torch_core import TensorImage
+from .core import new_noise, cache_dir, atomic_save, NOISES
 
 # %% auto #0
-__all__ = ['DATASETS', 'DataError', 'check_size', 'load_image', 'guess_channels', 'load_folder_images', 'digits_images',
-           'find_dataset', 'read_celeba_attrs', 'GANDataLoader', 'source_images', 'gan_dataloaders']
+__all__ = ['DATASETS', 'DataError', 'check_size', 'load_image', 'guess_channels', 'report_skipped', 'load_folder_images',
+           'digits_images', 'find_dataset', 'read_celeba_attrs', 'GANDataLoader', 'source_images', 'gan_dataloaders']
 
 # %% ../nbs/00_data.ipynb #569af516
 class DataError(ValueError):
@@ -73,6 +74,12 @@ def _try_load(args):
     try: return load_image(f, size, nc)
     except Exception as e: return e
 
+def report_skipped(skipped, total:int):
+    "Say on standard error (not through `warnings`, which filters can silence) which files were skipped."
+    if not skipped: return
+    names = ', '.join(str(f) for f in skipped[:5]) + (f' and {len(skipped) - 5} more' if len(skipped) > 5 else '')
+    print(f"Skipped {len(skipped)} unreadable image file(s) of {total}: {names}", file=sys.stderr, flush=True)
+
 def load_folder_images(files, size:int, n_channels:int, n_workers:int=None, where='') -> tuple:
     "Decode `files` into one uint8 tensor (N, C, size, size); return it with the list of files that were read."
     files = list(files)
@@ -85,9 +92,7 @@ def load_folder_images(files, size:int, n_channels:int, n_workers:int=None, wher
     if not good:
         raise DataError(f"None of the {len(files)} image files{' in ' + str(where) if where else ''} could be read "
                         f"(first: {bad[0][0]}: {bad[0][1]}). Are they real images?")
-    if bad:
-        names = ', '.join(str(f) for f, _ in bad[:5]) + (f' and {len(bad) - 5} more' if len(bad) > 5 else '')
-        warnings.warn(f"Skipped {len(bad)} unreadable image file(s) of {len(files)}: {names}", stacklevel=2)
+    report_skipped([f for f, _ in bad], len(files))
     return torch.from_numpy(np.stack([r for _, r in good])), [f for f, _ in good]
 
 # %% ../nbs/00_data.ipynb #7a690701
@@ -167,10 +172,10 @@ def read_celeba_attrs(path, attrs=None) -> tuple:
 
 # %% ../nbs/00_data.ipynb #25099ec2
 class GANDataLoader(DataLoader):
-    "Batches of `(noise, [label,] image)` from a uint8 image tensor held in memory."
+    "Batches of `(noise, [label,] image)` from a uint8 image tensor held in memory; plain tensors, images scaled on the device."
     def __init__(self, images:torch.Tensor, labels:torch.Tensor=None, nz:int=100, noise:str='normal', bs:int=64,
-                 shuffle:bool=True, drop_last:bool=True, vocab=None, source:str='', **kwargs):
-        if noise not in ('normal', 'uniform'): raise DataError(f"noise must be 'normal' or 'uniform', got {noise!r}")
+                 shuffle:bool=True, drop_last:bool=True, vocab=None, source:str='', skipped=None, **kwargs):
+        if noise not in NOISES: raise DataError(f"noise must be 'normal' or 'uniform', got {noise!r}")
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise DataError(f"images must be a uint8 tensor of shape (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
         if labels is not None and len(labels) != len(images):
@@ -178,6 +183,7 @@ class GANDataLoader(DataLoader):
         if drop_last and 0 < len(images) < bs:
             raise DataError(f"Only {len(images)} images, fewer than one batch of {bs}: use a smaller batch size (--bs)")
         self.images, self.labels, self.nz, self.noise, self.vocab, self.source = images, labels, nz, noise, vocab, source
+        self.skipped = list(skipped or [])      # files of the source that could not be read
         super().__init__(dataset=range(len(images)), bs=bs, shuffle=shuffle, drop_last=drop_last, **kwargs)
 
     @property
@@ -192,18 +198,22 @@ class GANDataLoader(DataLoader):
         self.rng = random.Random(random.getrandbits(32))
 
     def new_noise(self, n:int, generator=None) -> torch.Tensor:
-        "`n` noise vectors shaped (n, nz, 1, 1), as the generator expects."
-        if self.noise == 'uniform': return torch.rand(n, self.nz, 1, 1, generator=generator) * 2 - 1
-        return torch.randn(n, self.nz, 1, 1, generator=generator)
+        "`n` noise vectors shaped (n, nz, 1, 1), as the generator expects (`core.new_noise`)."
+        return new_noise(n, self.nz, self.noise, generator)
 
     def create_batches(self, samps):
         yield from map(self.create_batch, self.chunkify(list(samps)))
 
     def create_batch(self, idxs):
         idxs = torch.as_tensor(idxs, dtype=torch.long)
-        img = TensorImage(self.images[idxs].float().div_(127.5).sub_(1))
         z = self.new_noise(len(idxs))
+        img = self.images[idxs]          # still uint8: a quarter of the bytes to move, scaled by `after_batch` where it lands
         return (z, img) if self.labels is None else (z, self.labels[idxs], img)
+
+    def after_batch(self, b):
+        "Scale the batch's uint8 images to float in [-1, 1]: fastai calls this after moving the batch to `self.device`."
+        *rest, img = b
+        return (*rest, img.float().div_(127.5).sub_(1))
 
     def real_batch(self, n:int=64) -> torch.Tensor:
         "The first `n` real images in [-1, 1] (not shuffled), for plots and FID."
@@ -225,35 +235,34 @@ def _cache_key(files, size, nc):
         h.update(f'{f}|{st.st_size}|{int(st.st_mtime)}'.encode())
     return h.hexdigest()[:16]
 
-def _default_cache():
-    return Path(os.environ.get('DCGAN_CACHE', Path('~/.cache/dcgan_course').expanduser()))
-
-def _load_cached(files, size, nc, cache, where):
-    if cache is False or cache is None: return load_folder_images(files, size, nc, where=where)
-    cdir = _default_cache() if cache is True else Path(cache)
-    fn = cdir/f'images-{_cache_key(files, size, nc)}.pt'
+def _load_cached(files, size, nc, cache, where) -> tuple:
+    "`(images, files read, files skipped)`, decoded once and then read from `cache` (True: `cache_dir()`, or a folder)."
+    if cache is False or cache is None:
+        x, read = load_folder_images(files, size, nc, where=where)
+        return x, read, sorted(set(files) - set(read))
+    fn = (cache_dir() if cache is True else Path(cache))/f'images-{_cache_key(files, size, nc)}.pt'
     if fn.exists():
         d = torch.load(fn)
-        return d['images'], [Path(f) for f in d['files']]
+        skipped = [Path(f) for f in d.get('skipped', [])]
+        report_skipped(skipped, len(files))       # said again on every run that trains without them
+        return d['images'], [Path(f) for f in d['files']], skipped
     x, read = load_folder_images(files, size, nc, where=where)
-    cdir.mkdir(parents=True, exist_ok=True)
-    tmpf = fn.with_suffix('.tmp')
-    torch.save({'images': x, 'files': [str(f) for f in read]}, tmpf)
-    os.replace(tmpf, fn)
-    return x, read
+    skipped = sorted(set(files) - set(read))
+    atomic_save({'images': x, 'files': [str(f) for f in read], 'skipped': [str(f) for f in skipped]}, fn)
+    return x, read, skipped
 
 # %% ../nbs/00_data.ipynb #d47ef09c
 def _is_cat(f): return Path(f).name[:1].isupper()
 
 def source_images(source='digits', size:int=32, labels=None, n_channels:int=None, root=None, max_items:int=None,
                   cache=True) -> tuple:
-    "Load `source` as (uint8 images (N, C, size, size), labels or None, vocab or None, description)."
+    "Load `source` as (uint8 images (N, C, size, size), labels or None, vocab or None, description, files skipped)."
     size = check_size(size)
     if isinstance(source, str) and source.lower() == 'digits':
         x, y = digits_images(size)
         if n_channels == 3: x = x.expand(-1, 3, -1, -1).contiguous()
         if max_items: x, y = x[:max_items], y[:max_items]
-        return x, (y if labels else None), (list(map(str, range(10))) if labels else None), f'digits (scikit-learn, {len(x):,} real 8x8 images)'
+        return x, (y if labels else None), (list(map(str, range(10))) if labels else None), f'digits (scikit-learn, {len(x):,} real 8x8 images)', []
     name = str(source).lower()
     if isinstance(source, str) and name in DATASETS:
         spec = DATASETS[name]
@@ -279,7 +288,7 @@ def source_images(source='digits', size:int=32, labels=None, n_channels:int=None
         if not files: raise DataError(f"None of the images in {folder} is listed in {attr_file}")
     if max_items: files = files[:max_items]
     n_channels = n_channels or guess_channels(files)
-    x, read = _load_cached(files, size, n_channels, cache, folder)
+    x, read, skipped = _load_cached(files, size, n_channels, cache, folder)
     y, vocab = None, None
     if labels == 'folder':
         vocab = sorted({f.parent.name for f in read})
@@ -287,14 +296,14 @@ def source_images(source='digits', size:int=32, labels=None, n_channels:int=None
         y = torch.tensor([vocab.index(f.parent.name) for f in read])
     elif attr_rows is not None:
         vocab, y = attr_names, torch.stack([attr_rows[f.name] for f in read])
-    return x, y, vocab, f'{source} ({len(read)} images from {folder})'
+    return x, y, vocab, f'{source} ({len(read)} images from {folder})', skipped
 
 # %% ../nbs/00_data.ipynb #7e20352a
 def gan_dataloaders(source='digits', size:int=32, bs:int=64, nz:int=100, noise:str='normal', labels=None,
                     n_channels:int=None, root=None, max_items:int=None, cache=True, device=None, **kwargs) -> DataLoaders:
     "fastai `DataLoaders` of `(noise, [label,] image)` batches in [-1, 1] from `source`: 'digits', a data set name, or a folder."
-    x, y, vocab, desc = source_images(source, size, labels, n_channels, root, max_items, cache)
-    train = GANDataLoader(x, y, nz=nz, noise=noise, bs=bs, vocab=vocab, source=desc, device=device, **kwargs)
+    x, y, vocab, desc, skipped = source_images(source, size, labels, n_channels, root, max_items, cache)
+    train = GANDataLoader(x, y, nz=nz, noise=noise, bs=bs, vocab=vocab, source=desc, device=device, skipped=skipped, **kwargs)
     valid = GANDataLoader(x[:0], None if y is None else y[:0], nz=nz, noise=noise, bs=bs, shuffle=False, drop_last=False,
                           vocab=vocab, source=desc, device=device)
     return DataLoaders(train, valid, device=device)

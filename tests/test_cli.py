@@ -1,5 +1,5 @@
 "End-to-end tests of the console scripts, run as a user would: as separate processes."
-import csv, json, subprocess, sys
+import csv, json, os, subprocess, sys
 from pathlib import Path
 import pytest, torch
 from PIL import Image
@@ -151,3 +151,14 @@ def test_help_writes_each_default_once():
     out = ' '.join(r.stdout.split())       # argparse wraps lines
     assert '(default: None)' not in out and out.count('(default: 64)') == 3     # --bs, --n-samples, --nf
     assert '--recipe NAME' in out and 'seed004-simpsons' in out and '--mbstd, --no-mbstd' in out
+
+
+def test_skipped_files_are_said_and_recorded_whatever_the_warning_filters(tmp_path, digits_folder):
+    (digits_folder/'3'/'broken.png').write_text('<html>not a png</html>')
+    out = tmp_path/'run'
+    env = dict(os.environ, PYTHONWARNINGS='ignore')
+    r = subprocess.run(['dcgan_train', '--data', str(digits_folder), '--size', '16', '--nf', '8', '--bs', '32', '--epochs', '1',
+                        '--out', str(out)], capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert 'Skipped 1 unreadable image file(s) of 201' in r.stderr and 'broken.png' in r.stderr
+    assert (out/'skipped_files.txt').read_text().strip().endswith('broken.png')
