@@ -56,13 +56,15 @@ def test_bad_folders(tmp_path):
         gan_dataloaders(tmp_path/'file.png')
 
 
-def test_corrupt_files_are_skipped_with_a_warning(tmp_path):
+def test_corrupt_files_are_skipped_and_said(tmp_path, capsys):
     for i in range(5): write_png(tmp_path/'imgs'/f'{i}.png', (20, 20), 'L', seed=i)
     (tmp_path/'imgs'/'truncated.png').write_bytes((tmp_path/'imgs'/'0.png').read_bytes()[:40])
     (tmp_path/'imgs'/'notes.txt').write_text('not an image, not even named like one')
-    with pytest.warns(UserWarning, match=r'Skipped 1 unreadable.*truncated\.png'):
-        dls = gan_dataloaders(tmp_path/'imgs', size=16, bs=5, cache=False)
-    assert len(dls.images) == 5
+    for cache in (tmp_path/'cache', tmp_path/'cache'):      # decoded, then read from the cache: said both times
+        dls = gan_dataloaders(tmp_path/'imgs', size=16, bs=5, cache=cache)
+        assert len(dls.images) == 5 and [p.name for p in dls.skipped] == ['truncated.png']
+        err = capsys.readouterr().err
+        assert 'Skipped 1 unreadable image file(s) of 6' in err and 'truncated.png' in err
 
 
 def test_sizes_and_batch(tmp_path):
