@@ -17,9 +17,12 @@ from scipy import linalg
 from scipy.linalg import lapack
 import matplotlib.pyplot as plt
 from fastcore.basics import store_attr
-from fastai.learner import Metric
+from fastai.learner import Metric, Recorder
+from fastai.metrics import ValueMetric
+from functools import partial
 from fastai.callback.core import Callback
 
+from .core import new_noise, sample_condition, cache_dir as _cache_root, atomic_save, atomic_write_json
 from .data import DataError
 
 # %% auto #0
@@ -411,14 +414,11 @@ def is_run_dir(path) -> bool:
     if p.is_dir(): return (p/'generator.pth').is_file() or (p/'checkpoint.pth').is_file()
     return p.is_file() and p.suffix in ('.pth', '.pt')
 
-def _sample_cond(g, n, seed, labels=None):
-    if getattr(g, 'n_classes', None):
-        return ((labels[:n] if labels is not None else torch.arange(n) % g.n_classes).long(),)
-    if getattr(g, 'n_attrs', None):
-        if labels is not None: return (labels[:n].float(),)
-        warnings.warn("Attribute-conditional generator: sampling attributes uniformly at random", stacklevel=3)
-        return ((torch.rand(n, g.n_attrs, generator=torch.Generator().manual_seed(seed + 1)) < 0.5).float(),)
-    return ()
+def _sample_cond(g, n, seed, labels=None) -> tuple:
+    "The condition of `n` samples of `g`: the real images' `labels` when given, else `core.sample_condition`'s."
+    if not (getattr(g, 'n_classes', None) or getattr(g, 'n_attrs', None)): return ()
+    if labels is not None: return ((labels[:n].long() if g.n_classes else labels[:n].float()),)
+    return (sample_condition(g, n, seed=seed),)
 
 def generator_features(generator, n:int, seed:int=0, bs:int=32, device=None, weights=None, progress:bool=False,
                        feature_fn=None, z:torch.Tensor=None, cond=None) -> torch.Tensor:
@@ -426,9 +426,7 @@ def generator_features(generator, n:int, seed:int=0, bs:int=32, device=None, wei
     from dcgan_course.learner import generate
     if n is not None and n < 1: raise DataError(f"Number of samples must be positive, got {n}")
     if z is None:
-        noise = getattr(generator, 'noise', 'normal')
-        gz = torch.Generator().manual_seed(seed)
-        z = (torch.rand(n, generator.nz, 1, 1, generator=gz) * 2 - 1) if noise == 'uniform' else torch.randn(n, generator.nz, 1, 1, generator=gz)
+        z = new_noise(n, generator.nz, getattr(generator, 'noise', 'normal'), torch.Generator().manual_seed(seed))
     cond = tuple(cond) if isinstance(cond, (tuple, list)) else ((cond,) if cond is not None else _sample_cond(generator, len(z), seed))
     net, dev = _feature_net(feature_fn, weights, device)
     batches = (to_inception_input(generate(generator, z=z[i:i + bs], cond=tuple(c[i:i + bs] for c in cond) or None, bs=bs))
@@ -440,7 +438,7 @@ FID_PIPELINE = 'q8-rgb-bilinear299-pm1-v1'   # bump when the input pipeline chan
 
 def cache_dir() -> Path:
     "Where FID features are cached: `$DCGAN_CACHE/fid`, default `~/.cache/dcgan_course/fid`."
-    return Path(os.environ.get('DCGAN_CACHE') or Path('~/.cache/dcgan_course').expanduser())/'fid'
+    return _cache_root('fid')
 
 def _weights_id(weights, feature_fn):
     if feature_fn is not None: return getattr(feature_fn, 'cache_id', None)   # custom extractors are cached only if they name themselves
@@ -458,9 +456,7 @@ def _cached(key:dict, compute, cache=True) -> dict:
     feats = compute()
     mu, sigma = feature_stats(feats)
     d = dict(key=json.loads(json.dumps(key, default=str)), features=feats, mu=torch.from_numpy(mu), sigma=torch.from_numpy(sigma))
-    if cache:
-        from dcgan_course.learner import atomic_save
-        atomic_save(d, fn)
+    if cache: atomic_save(d, fn)
     return d
 
 def real_stats(images:torch.Tensor, source:str='', n:int=None, seed:int=0, bs:int=32, device=None, weights=None,
@@ -524,14 +520,6 @@ def compute_fid(a, b, n:int=None, kid:bool=False, seed:int=0, bs:int=32, device=
     return out
 
 # %% ../nbs/04_fid.ipynb #385ed365
-class _LazyMetric(Metric):
-    "A fastai metric whose value is read from `FIDCallback.result()` (computed once, when the recorder first asks)."
-    def __init__(self, cb, key:str): self.cb, self.key = cb, key
-    @property
-    def value(self): return self.cb.result().get(self.key)
-    @property
-    def name(self): return self.key
-
 def _run_path(learn, path):
     if path is not None: return Path(path)
     from dcgan_course.learner import MetricsCSV
@@ -539,7 +527,7 @@ def _run_path(learn, path):
 
 class FIDCallback(Callback):
     "Every `every` epochs: FID (and KID) of `n_samples` generated vs real images, logged as recorder metrics; keeps the best generator."
-    order = 40   # before the Recorder (50), which reads the metric names in before_fit
+    order = Recorder.order - 10   # before the Recorder, which reads the metric names in before_fit
     def __init__(self, every:int=1, n_samples:int=1000, kid:bool=True, seed:int=0, bs:int=50, device=None, weights=None,
                  path=None, save_best:bool=True, feature_fn=None, cache:bool=True, progress:bool=False):
         if int(every) < 1: raise ValueError(f"every must be a positive number of epochs, got {every}")
@@ -565,9 +553,25 @@ class FIDCallback(Callback):
         labels = getattr(dl, 'labels', None)
         self.cond = _sample_cond(g, self.n, self.seed, None if labels is None else labels[torch.as_tensor(_pick(len(images), self.n, self.seed))])
         self.run_path = _run_path(learn, self.path)
-        self._metrics = [_LazyMetric(self, 'fid')] + ([_LazyMetric(self, 'kid')] if self.kid else [])
-        learn.metrics = [m for m in learn.metrics if not isinstance(m, _LazyMetric)] + self._metrics
+        if not getattr(learn, 'first_epoch', 0): self.history, self.best_fid, self.best_epoch, self.best_state = [], None, None, None
+        elif not self.history: self._load_scores()          # resumed with a new callback: the run folder remembers
+        # fastai's ValueMetric reads a value at the end of each epoch; ours is computed once per scored epoch, when first asked
+        self.fid_metrics = [ValueMetric(partial(self._value, k), k) for k in ('fid', 'kid')[:1 + self.kid]]
+        for m in self.fid_metrics: m.fid_callback = self
+        learn.metrics = self._other_metrics() + self.fid_metrics
         self._done = {}
+
+    def _value(self, key): return self.result().get(key)
+    def _other_metrics(self): return [m for m in self.learn.metrics if getattr(m, 'fid_callback', None) is None]
+
+    def _load_scores(self):
+        "The history and best score of the epochs before `learn.first_epoch`, from the run folder's `fid.json`."
+        f = None if self.run_path is None else self.run_path/'fid.json'
+        if f is None or not f.exists(): return
+        self.history = [h for h in json.loads(f.read_text())['history'] if h['epoch'] <= self.learn.first_epoch]
+        if self.history:
+            best = min(self.history, key=lambda h: h['fid'])
+            self.best_fid, self.best_epoch = best['fid'], best['epoch']
 
     def _gen(self):
         g = getattr(self.learn, 'sample_generator', None)
@@ -596,12 +600,14 @@ class FIDCallback(Callback):
             self.best_state = {k: v.detach().cpu().clone() for k, v in g.state_dict().items()}
             if self.save_best and self.run_path is not None:
                 if hasattr(self.learn, 'save_generator'): self.learn.save_generator(self.run_path/'generator_best_fid.pth')
+        if self.run_path is not None:
+            atomic_write_json(self.run_path/'fid.json', dict(n=self.n, best_fid=self.best_fid, best_epoch=self.best_epoch, history=self.history))
         return res
 
     def after_epoch(self): self.result()   # scores the epoch even if no recorder asked
 
     def after_fit(self):
-        self.learn.metrics = [m for m in self.learn.metrics if not isinstance(m, _LazyMetric)]
+        self.learn.metrics = self._other_metrics()
         if self.run_path is not None and self.history:
             import matplotlib; from matplotlib.figure import Figure
             fig = Figure(figsize=(5, 3)); self.plot(ax=fig.subplots())
@@ -618,8 +624,11 @@ class FIDCallback(Callback):
         return ax
 
     def load_best(self):
-        "Put the best-FID weights back into the learner's sampling generator."
-        if self.best_state is None: raise ValueError("No FID has been computed yet")
+        "Put the best-FID weights back into the learner's sampling generator (from memory, or the run folder after a resume)."
+        if self.best_state is None:
+            f = None if self.run_path is None else self.run_path/'generator_best_fid.pth'
+            if f is None or not f.exists(): raise ValueError("No FID has been computed yet")
+            self.best_state = torch.load(f, map_location='cpu', weights_only=False)['state_dict']
         self._gen().load_state_dict(self.best_state)
 
 # %% ../nbs/04_fid.ipynb #cdae2034
