@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_learner.ipynb #836448fe
 from __future__ import annotations
-import os, csv, time, math, random, warnings
+import os, csv, time, math, random, shutil, warnings
 from functools import partial
 from pathlib import Path
 
@@ -346,8 +346,10 @@ class SampleGrid(Callback):
         imgs = self.sample()
         self.grids[self.epoch] = imgs
         if self.path is not None:
-            save_grid(imgs, self.path/'samples'/f'epoch_{self.epoch + 1:03d}.png')
-            save_grid(imgs, self.path/'samples.png')
+            fn = self.path/'samples'/f'epoch_{self.epoch + 1:03d}.png'
+            save_grid(imgs, fn)
+            tmp = self.path/'.samples.png.tmp'      # the latest grid, encoded once: copied, then renamed (atomic)
+            shutil.copyfile(fn, tmp); os.replace(tmp, self.path/'samples.png')
 
     def after_fit(self):
         if self.show and self.grids:
