@@ -14,6 +14,7 @@ from torch import nn
 import torch.nn.functional as F
 from .data import gan_dataloaders   # first: it silences a fastai import-time deprecation warning
 from fastcore.basics import store_attr, patch
+from fastcore.foundation import L
 from fastai.learner import Learner, Metric
 from fastai.optimizer import OptimWrapper, Optimizer
 from fastai.callback.core import Callback, CancelBackwardException, CancelStepException, CancelBatchException, CancelEpochException
@@ -95,7 +96,7 @@ class DCGANLearner(Learner):
     "A fastai `Learner` for a DCGAN: a critic step and a generator step on each batch; the frozen network stays bit-identical."
     def __init__(self, dls, generator:nn.Module, critic:nn.Module, gen_loss_func=gen_loss_bce, crit_loss_func=crit_loss_bce,
                  n_crit:int=1, n_gen:int=1, lr:float=2e-4, beta1:float=0.5, beta2:float=0.999, wd:float=0., opt_func=None,
-                 cbs=None, metrics=None, check_every:int=16, **kwargs):
+                 cbs=None, metrics=None, check_every:int=16, compile:bool=False, bf16:bool=False, **kwargs):
         if n_crit < 1 or n_gen < 1: raise ValueError(f"n_crit and n_gen must be at least 1, got {n_crit} and {n_gen}")
         if check_every < 1: raise ValueError(f"check_every (batches between NaN checks) must be at least 1, got {check_every}")
         gan = GANModule(generator, critic)
@@ -104,7 +105,7 @@ class DCGANLearner(Learner):
         self._cb_cache, self._watch, self._params = {}, [], None
         Learner.__init__(self, dls, gan, loss_func=crit_loss_func, opt_func=opt_func, lr=lr, wd=wd, cbs=cbs, metrics=metrics,
                          splitter=lambda m: [list(m.generator.parameters()), list(m.critic.parameters())], **kwargs)
-        store_attr('gen_loss_func,crit_loss_func,n_crit,n_gen,check_every')
+        store_attr('gen_loss_func,crit_loss_func,n_crit,n_gen,check_every,compile,bf16')
         self.recorder.train_metrics, self.recorder.valid_metrics = True, False
         self.recorder.smooth_loss = _DeviceSmoothLoss(self.recorder.smooth_loss.beta)
         self.first_epoch, self.gen_mode = 0, False
@@ -200,17 +201,23 @@ def _set_requires_grad(m, b):
     for p in m.parameters(): p.requires_grad_(b)
 
 @patch
+def _autocast(self:DCGANLearner):
+    "bf16 autocast around the forward passes and losses when `bf16=True` (backward runs outside it, as PyTorch advises)."
+    return torch.autocast(self.real.device.type, dtype=torch.bfloat16, enabled=bool(self.bf16))
+
+@patch
 def _critic_phase(self:DCGANLearner):
     self.gen_mode = self.model.gen_mode = False
-    with torch.set_grad_enabled(self.training and self.do_gen):
+    with torch.set_grad_enabled(self.training and self.do_gen), self._autocast():
         self.fake = self.model.generator(self.z, *self.cond)
     n = len(self.real)
     self.crit_real, self.crit_fake = self.real, self.fake.detach()
     self.real_target, self.fake_target = self.real.new_ones(n), self.real.new_zeros(n)
     self('before_critic')
-    self.real_pred = self.model.critic(self.crit_real, *self.cond)
-    self.fake_pred = self.model.critic(self.crit_fake, *self.cond)
-    self.loss_grad = self.crit_loss_func(self.real_pred, self.fake_pred, self.real_target, self.fake_target)
+    with self._autocast():
+        self.real_pred = self.model.critic(self.crit_real, *self.cond)
+        self.fake_pred = self.model.critic(self.crit_fake, *self.cond)
+        self.loss_grad = self.crit_loss_func(self.real_pred, self.fake_pred, self.real_target, self.fake_target)
     self.crit_loss = self.loss_grad.detach()
     self.d_real, self.d_fake = torch.sigmoid(self.real_pred.detach()).mean(), torch.sigmoid(self.fake_pred.detach()).mean()
     self._phase_backward_step()
@@ -221,14 +228,15 @@ def _generator_phase(self:DCGANLearner, k:int=0):
     self.gen_mode = self.model.gen_mode = True
     if k > 0 or getattr(self, 'fake', None) is None or not self.fake.requires_grad:  # extra generator steps draw new noise
         self.z = self.dl.new_noise(len(self.real)).to(self.real.device) if hasattr(self.dl, 'new_noise') else torch.randn_like(self.z)
-        self.fake = self.model.generator(self.z, *self.cond)
+        with self._autocast(): self.fake = self.model.generator(self.z, *self.cond)
     self.gen_fake, self.gen_target = self.fake, self.real.new_ones(len(self.fake))
     self('before_generator')
     frozen = self._params['crit_train']     # made once per fit: no walk over the critic's modules
     for p in frozen: p.requires_grad_(False)
     try:
-        self.gen_pred = self.model.critic(self.gen_fake, *self.cond)
-        self.loss_grad = self.gen_loss_func(self.gen_pred, self.gen_target)
+        with self._autocast():
+            self.gen_pred = self.model.critic(self.gen_fake, *self.cond)
+            self.loss_grad = self.gen_loss_func(self.gen_pred, self.gen_target)
         self.gen_loss = self.loss_grad.detach()
         self._phase_backward_step()
     finally:
@@ -279,7 +287,24 @@ def fit(self:DCGANLearner, n_epoch, lr=None, wd=None, cbs=None, reset_opt=False,
     self.first_epoch = start_epoch   # not `start_epoch`: fastai's Recorder uses that name for a timer
     self._to_dls_device()
     self._cache_params()
+    self._compile_nets(cbs)
     Learner.fit(self, n_epoch, lr=lr, wd=wd, cbs=cbs, reset_opt=reset_opt)
+
+@patch
+def _compile_nets(self:DCGANLearner, cbs=None):
+    "With `compile=True`, compile both networks in place (`nn.Module.compile`: same weights, same `state_dict`), unless a callback needs them eager."
+    nets = (self.model.generator, self.model.critic)
+    if not self.compile:
+        for m in nets: m._compiled_call_impl = None   # back to eager if an earlier fit compiled them
+        return
+    eager = [type(cb).__name__ for cb in list(self.cbs) + list(L(cbs)) if getattr(cb, 'needs_eager', False)]
+    if eager:
+        warnings.warn(f"compile=True is not used in this fit: callback(s) {', '.join(eager)} need the eager networks "
+                      "(they set needs_eager=True); training runs eagerly", stacklevel=3)
+        for m in nets: m._compiled_call_impl = None
+        return
+    for m in nets:
+        if getattr(m, '_compiled_call_impl', None) is None: m.compile()
 
 # %% ../nbs/02_learner.ipynb #0ef6dde4
 @torch.no_grad()
@@ -500,7 +525,7 @@ def load_generator(path) -> nn.Module:
 # %% ../nbs/02_learner.ipynb #6d0e8c3b
 def dcgan_learner(dls, generator:nn.Module=None, critic:nn.Module=None, lr:float=2e-4, beta1:float=0.5, beta2:float=0.999,
                   wd:float=0., n_crit:int=1, n_gen:int=1, path=None, n_samples:int=64, show:bool=None, cbs=None, metrics=None,
-                  net_kwargs:dict=None, **kwargs) -> DCGANLearner:
+                  net_kwargs:dict=None, compile:bool=False, bf16:bool=False, **kwargs) -> DCGANLearner:
     "A `DCGANLearner` for `dls`, building the nets if not given; with `path`, samples, `metrics.csv` and checkpoints go there."
     if generator is None or critic is None:
         g, c = dcgan_nets(dls, **(net_kwargs or {}))
@@ -511,7 +536,7 @@ def dcgan_learner(dls, generator:nn.Module=None, critic:nn.Module=None, lr:float
         cbs += [SampleGrid(n_samples, path=path, show=bool(show)), MetricsCSV(path/'metrics.csv'), Checkpoint(path)]
     elif show: cbs.append(SampleGrid(n_samples, show=True))
     return DCGANLearner(dls, generator, critic, lr=lr, beta1=beta1, beta2=beta2, wd=wd, n_crit=n_crit, n_gen=n_gen,
-                        cbs=cbs, metrics=metrics, path=path or '.', **kwargs)
+                        cbs=cbs, metrics=metrics, path=path or '.', compile=compile, bf16=bf16, **kwargs)
 
 # %% ../nbs/02_learner.ipynb #5916f5df
 def plain_dcgan_steps(G:nn.Module, D:nn.Module, batches, lr:float=2e-4, betas=(0.5, 0.999)):

@@ -251,3 +251,43 @@ def test_nan_is_caught_within_the_check_stride(tmp_path):
         learn.fit(1, cbs=p)
     assert p.seen < 7 and not (tmp_path/'checkpoint.pth').exists() and not (tmp_path/'samples.png').exists()
     with pytest.raises(ValueError, match='check_every'): dcgan_learner(dls, G, D, check_every=0)
+
+
+# --- compiled step and bf16 (issue 10.2, on the CPU with inductor) -----------------------------------------------------------------
+def test_compiled_step_matches_eager():
+    "One update pair from the same weights on the same batch: compiled equals eager to 1e-5 (fp32); weights and state_dict keys unchanged."
+    from dcgan_course.learner import DCGANLearner, replay_dls
+    dls, G, D = small()
+    one = [tuple(t.as_subclass(torch.Tensor) for t in dls.one_batch())]
+    Ge, De = copy.deepcopy(G), copy.deepcopy(D)
+    g0 = [p.detach().clone() for p in G.parameters()]
+    e = DCGANLearner(replay_dls(one), Ge, De)
+    with e.no_bar(), e.no_logging(): e.fit(1)
+    c = DCGANLearner(replay_dls(one), G, D, compile=True)
+    with c.no_bar(), c.no_logging(): c.fit(1)
+    assert G._compiled_call_impl is not None and D._compiled_call_impl is not None
+    assert list(G.state_dict()) == list(Ge.state_dict())               # no '_orig_mod.' prefixes: checkpoints unchanged
+    assert any(not torch.equal(a, b) for a, b in zip(g0, G.parameters()))
+    diff = max((a - b).abs().max().item() for a, b in zip(list(Ge.parameters()) + list(De.parameters()),
+                                                          list(G.parameters()) + list(D.parameters())))
+    assert diff <= 1e-5, diff
+
+    class Hooks(Callback): needs_eager = True
+    with c.no_bar(), c.no_logging(), pytest.warns(UserWarning, match='Hooks need the eager networks'):
+        c.fit(1, cbs=Hooks())
+    assert G._compiled_call_impl is None                               # it really trained eagerly
+
+
+def test_bf16_autocast():
+    dls, G, D = small()
+    class Dtypes(Callback):
+        def before_fit(self): self.seen = set()
+        def after_loss(self):
+            pred = self.learn.gen_pred if self.learn.gen_mode else self.learn.real_pred
+            self.seen.add((pred.dtype, self.learn.loss_grad.dtype))
+    learn, cb = dcgan_learner(dls, G, D, bf16=True), Dtypes()
+    g0 = [p.detach().clone() for p in G.parameters()]
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, cbs=cb)
+    assert cb.seen == {(torch.bfloat16, torch.float32)}                 # bf16 networks, fp32 losses
+    assert all(p.dtype == torch.float32 for p in G.parameters())        # fp32 master weights
+    assert any(not torch.equal(a, b) for a, b in zip(g0, G.parameters()))
