@@ -17,6 +17,7 @@ from fastcore.basics import store_attr, patch
 from fastcore.foundation import L
 from fastai.learner import Learner, Metric
 from fastai.optimizer import OptimWrapper, Optimizer
+from fastai.callback.progress import ProgressCallback
 from fastai.callback.core import Callback, CancelBackwardException, CancelStepException, CancelBatchException, CancelEpochException
 from fastai.optimizer import Adam
 from fastai.vision.gan import GANModule
@@ -275,6 +276,15 @@ def _do_fit(self:DCGANLearner):
         self.epoch = epoch
         self._with_events(self._do_epoch, 'epoch', CancelEpochException)
 
+class _GANProgress(ProgressCallback):
+    "fastai's progress bar, reading the smoothed loss for its comment (a host sync) only on the learner's check batches."
+    @property
+    def name(self): return 'progress'
+    def after_batch(self):
+        self.pbar.update(self.iter + 1)
+        sl = getattr(self.learn, 'smooth_loss', None)
+        if sl is not None and self.learn.at_check(): self.pbar.comment = f'{float(sl):.4f}'
+
 @patch
 def _to_dls_device(self:DCGANLearner):
     "Move the networks to the data's device now (fastai would in `before_fit`), so the optimizer is made for that device."
@@ -288,6 +298,8 @@ def fit(self:DCGANLearner, n_epoch, lr=None, wd=None, cbs=None, reset_opt=False,
     self._to_dls_device()
     self._cache_params()
     self._compile_nets(cbs)
+    p = getattr(self, 'progress', None)
+    if p is not None and type(p) is ProgressCallback: self.remove_cb(p); self.add_cb(_GANProgress())   # `no_bar` puts the stock one back
     Learner.fit(self, n_epoch, lr=lr, wd=wd, cbs=cbs, reset_opt=reset_opt)
 
 @patch

@@ -291,3 +291,18 @@ def test_bf16_autocast():
     assert cb.seen == {(torch.bfloat16, torch.float32)}                 # bf16 networks, fp32 losses
     assert all(p.dtype == torch.float32 for p in G.parameters())        # fp32 master weights
     assert any(not torch.equal(a, b) for a, b in zip(g0, G.parameters()))
+
+
+def test_progress_bar_reads_the_loss_only_on_check_batches():
+    from fastai.callback.progress import ProgressCallback
+    dls, G, D = small()
+    learn = dcgan_learner(dls, G, D, check_every=3)
+    reads = []
+    class Probe(Callback):
+        order = 61                                   # after the progress bar (60)
+        def after_batch(self): reads.append(self.learn.progress.pbar.comment)
+    with learn.no_logging(): learn.fit(1, cbs=Probe())
+    assert isinstance(learn.progress, ProgressCallback) and type(learn.progress).__name__ == '_GANProgress'
+    n = len(dls.train)
+    changed = [i for i in range(n) if reads[i] != (reads[i - 1] if i else '')]
+    assert changed == [i for i in range(n) if (i + 1) % 3 == 0 or i == n - 1]
