@@ -76,10 +76,12 @@ class FlipLabels(Callback):
     def __init__(self, p:float=0.05):
         if not 0 <= p <= 1: raise ValueError(f"The fraction of labels to flip must be in [0, 1], got {p}")
         self.p = p
-    def before_fit(self): self.n_flipped = self.n_seen = 0
+    def before_fit(self): self._n_flipped, self.n_seen = 0, 0
+    @property
+    def n_flipped(self) -> int: return int(self._n_flipped)   # counted on the device, read when asked
     def _flip(self, t):
         m = torch.rand_like(t) < self.p
-        self.n_flipped += int(m.sum()); self.n_seen += m.numel()
+        self._n_flipped = self._n_flipped + m.sum(); self.n_seen += m.numel()
         return torch.where(m, 1 - t, t)
     def before_critic(self):
         self.learn.real_target, self.learn.fake_target = self._flip(self.learn.real_target), self._flip(self.learn.fake_target)
@@ -146,7 +148,7 @@ class SkipCritic(Callback):
 
 # %% ../nbs/03_hacks.ipynb #93472ffd
 class GeneratorEMA(Callback):
-    """Keep an exponential moving average of the generator's weights in `learn.ema_generator`, updated after each generator step, with
+    """Keep an exponential moving average of the generator's weights in `learn.ema_generator`, updated after each generator step (one `foreach` kernel), with
     decay `min(decay, (1+n)/(10+n))` after `n` updates (`warmup=False`: always `decay`); batchnorm buffers are copied.
     The learner samples and saves from it. From Yazıcı et al. (2019) and Karras et al.'s ProGAN/StyleGAN."""
     order = 65
@@ -167,6 +169,8 @@ class GeneratorEMA(Callback):
     def after_create(self): self._ensure()
     def before_fit(self):
         self._ensure()
+        ema, g = self.learn.ema_generator, self.learn.model.generator
+        self._pairs = (list(ema.parameters()), list(g.parameters()), list(ema.buffers()), list(g.buffers()))   # once per fit
         if self.n_updates == 0 and getattr(self.learn, 'first_epoch', 0):   # resumed: roughly how many updates came before
             self.n_updates = self.learn.first_epoch * len(self.dls.train) * self.learn.n_gen // self.learn.n_crit
 
@@ -177,30 +181,36 @@ class GeneratorEMA(Callback):
     def after_step(self):
         if not (self.learn.gen_mode and self.training): return
         d = self.current_decay()
-        ema, g = self.learn.ema_generator, self.learn.model.generator
-        for e, p in zip(ema.parameters(), g.parameters()): e.lerp_(p.detach(), 1 - d)
-        for e, b in zip(ema.buffers(), g.buffers()): e.copy_(b)
+        ep, gp, eb, gb = self._pairs
+        torch._foreach_lerp_(ep, gp, 1 - d)      # one multi-tensor kernel on the generator's device, no Python loop over weights
+        if eb: torch._foreach_copy_(eb, gb)
         self.n_updates += 1
 
 # %% ../nbs/03_hacks.ipynb #379d4cc2
+def _mean_pairwise(x, n):
+    x = x[:n].detach().float().flatten(1)
+    if len(x) < 2: return x.new_full((), float('nan'))
+    x = x - x.mean(1, keepdim=True)
+    x = x / (x.std(1, keepdim=True) + 1e-6)
+    return torch.cdist(x, x).sum() / (len(x) * (len(x) - 1))
+
+def _diversity(fake, real, n:int=64) -> torch.Tensor:
+    "`batch_diversity` as a tensor on the images' device (no host sync)."
+    r = _mean_pairwise(real, n)
+    return torch.where(r > 0, _mean_pairwise(fake, n) / r, torch.full_like(r, float('nan')))
+
 def batch_diversity(fake:torch.Tensor, real:torch.Tensor, n:int=64) -> float:
     """Mean pairwise L2 distance among (up to `n` of) the `fake` images, over the same for `real`, after standardising each image
     (zero mean, unit std): ~1 as varied as the data, ~0 collapsed to one image. Contrast-free, so faint early fakes are not 'collapsed'."""
-    def mpd(x):
-        x = x[:n].detach().float().flatten(1)
-        if len(x) < 2: return float('nan')
-        x = x - x.mean(1, keepdim=True)
-        x = x / (x.std(1, keepdim=True) + 1e-6)
-        d = torch.cdist(x, x)
-        return (d.sum() / (len(x) * (len(x) - 1))).item()
-    r = mpd(real)
-    return mpd(fake) / r if r > 0 else float('nan')
+    return _diversity(fake, real, n).item()
 
 # %% ../nbs/03_hacks.ipynb #c5031f2d
 class GANMonitor(Callback):
     """ganhacks #8's early-failure signs: the critic's loss below `crit_loss_eps` for `patience` steps in a row, a gradient norm over
     `max_grad_norm`, fakes less varied than `min_diversity` times the reals. Warns (`warnings.warn`, once per kind and epoch), keeps
-    `events`, and adds the metrics `warnings`, `d_grad`, `g_grad`, `diversity` (columns of the progress table and `metrics.csv`)."""
+    `events`, and adds the metrics `warnings`, `d_grad`, `g_grad`, `diversity` (columns of the progress table and `metrics.csv`).
+    Gradient norms and diversity are measured on the learner's check batches (`learn.at_check()`: every `check_every` batches and the
+    last of an epoch); every critic loss counts. Values stay on the device and are read in one go on those batches."""
     order = 45   # before the Recorder (50) reads the metric names and values
     def __init__(self, crit_loss_eps:float=0.01, patience:int=20, max_grad_norm:float=100., min_diversity:float=0.1, warn:bool=True):
         store_attr('crit_loss_eps,patience,max_grad_norm,min_diversity,warn')
@@ -215,39 +225,59 @@ class GANMonitor(Callback):
 
     def before_train(self):
         self.ep_warnings, self.ep_grad, self.ep_div, self.ep_div_n, self._warned = 0, {True: None, False: None}, 0., 0, set()
+        self._losses, self._norms, self._divs = [], [], []
 
-    def _event(self, kind:str, msg:str):
+    def _now(self) -> bool:
+        f = getattr(self.learn, 'at_check', None)
+        return True if f is None else f()
+
+    def _event(self, kind:str, msg:str, batch:int=None):
         self.ep_warnings += 1
-        self.events.append(dict(epoch=self.epoch, batch=self.iter, kind=kind, message=msg))
+        batch = self.iter if batch is None else batch
+        self.events.append(dict(epoch=self.epoch, batch=batch, kind=kind, message=msg))
         if self.warn and kind not in self._warned:
             self._warned.add(kind)
-            warnings.warn(f"GANMonitor (epoch {self.epoch + 1}, batch {self.iter}): {msg}", stacklevel=2)
+            warnings.warn(f"GANMonitor (epoch {self.epoch + 1}, batch {batch}): {msg}", stacklevel=2)
 
     def after_backward(self):
-        if not self.training: return
-        gs = [p.grad.detach().float().norm() for p in self.learn.model.parameters() if p.grad is not None]
-        if not gs: return
-        norm = torch.stack(gs).norm().item()
-        gm = self.learn.gen_mode
-        self.ep_grad[gm] = norm if self.ep_grad[gm] is None else max(self.ep_grad[gm], norm)
-        if not math.isfinite(norm) or norm > self.max_grad_norm:
-            self._event('grad_norm', f"the {'generator' if gm else 'critic'}'s gradient norm is {norm:.3g} (> {self.max_grad_norm:g}); "
-                        "ganhacks #8: something is going wrong (try a lower learning rate)")
+        if not self.training or not self._now(): return
+        ps = self.learn.trained_params() if hasattr(self.learn, 'trained_params') else self.learn.model.parameters()
+        gs = [p.grad for p in ps if p.grad is not None]
+        if gs: self._norms.append((self.iter, self.learn.gen_mode, torch.linalg.vector_norm(torch.stack(torch._foreach_norm(gs, 2., dtype=torch.float32)))))
 
     def after_batch(self):
         if not self.training: return
         cl = self.learn.crit_loss
-        if cl is not None:
-            self.streak = self.streak + 1 if float(cl) < self.crit_loss_eps else 0
+        if cl is not None: self._losses.append((self.iter, cl.detach()))
+        if not self._now(): return
+        fake = getattr(self.learn, 'pred', None)
+        if fake is not None and len(fake) > 1: self._divs.append(_diversity(fake, self.learn.real))
+        self._read()
+
+    def _read(self):
+        "Copy the values gathered since the last read to the host (one sync) and check them, in the order they happened."
+        ts = [t for _, t in self._losses] + [t for *_, t in self._norms] + self._divs
+        if not ts: return
+        dev = ts[-1].device
+        vals = torch.stack([t.float().reshape(()).to(dev) for t in ts]).tolist()
+        nl, nn_ = len(self._losses), len(self._norms)
+        losses, norms, divs = vals[:nl], vals[nl:nl + nn_], vals[nl + nn_:]
+        for (it, gm, _), norm in zip(self._norms, norms):
+            self.ep_grad[gm] = norm if self.ep_grad[gm] is None else max(self.ep_grad[gm], norm)
+            if not math.isfinite(norm) or norm > self.max_grad_norm:
+                self._event('grad_norm', f"the {'generator' if gm else 'critic'}'s gradient norm is {norm:.3g} (> {self.max_grad_norm:g}); "
+                            "ganhacks #8: something is going wrong (try a lower learning rate)", it)
+        for (it, _), v in zip(self._losses, losses):
+            self.streak = self.streak + 1 if v < self.crit_loss_eps else 0
             if self.streak and self.streak % self.patience == 0:   # again every `patience` steps while it lasts
                 self._event('crit_loss', f"the critic's loss has been below {self.crit_loss_eps:g} for {self.streak} steps: "
-                            "the critic has won and the generator gets no signal (ganhacks #8)")
-        fake = getattr(self.learn, 'pred', None)
-        if fake is not None and len(fake) > 1:
-            d = batch_diversity(fake, self.learn.real)
+                            "the critic has won and the generator gets no signal (ganhacks #8)", it)
+        for d in divs:
             if math.isfinite(d): self.ep_div += d; self.ep_div_n += 1
+        self._losses, self._norms, self._divs = [], [], []
 
     def after_train(self):
+        self._read()
         if self.ep_div_n and self.ep_div / self.ep_div_n < self.min_diversity:
             self._event('collapse', f"the fakes are nearly identical (diversity {self.ep_div / self.ep_div_n:.3f} of the real images, "
                         f"below {self.min_diversity:g}): mode collapse")

@@ -162,3 +162,23 @@ def test_skipped_files_are_said_and_recorded_whatever_the_warning_filters(tmp_pa
     assert r.returncode == 0, r.stderr[-3000:]
     assert 'Skipped 1 unreadable image file(s) of 201' in r.stderr and 'broken.png' in r.stderr
     assert (out/'skipped_files.txt').read_text().strip().endswith('broken.png')
+
+
+def test_sample_attrs_draws_the_unnamed_attributes_from_the_data(tmp_path):
+    "dcgan_sample --attrs Loop=1 fixes Loop and draws Bold and Odd as the training data has them (not all 0)."
+    from dcgan_course.conditional import toy_celeba
+    from dcgan_course.core import sample_condition
+    from dcgan_course.learner import load_generator
+    folder = toy_celeba(tmp_path/'toy', size=16)
+    out = tmp_path/'run'
+    run('dcgan_train', '--data', str(folder), '--attrs', 'Loop,Bold,Odd', '--size', '16', '--nf', '8', '--bs', '32', '--epochs', '1',
+        '--out', str(out))
+    g = load_generator(out)
+    assert g.vocab == ['Loop', 'Bold', 'Odd'] and g.attr_rows is not None and g.attr_rows.shape[1] == 3
+    c = sample_condition(g, 2000, attrs='Loop=1', seed=0)
+    assert (c[:, 0] == 1).all()
+    assert 0.3 < c[:, 1].mean() < 0.7 and 0.3 < c[:, 2].mean() < 0.7          # Bold and Odd: about half the data each
+    data = {tuple(r) for r in g.attr_rows[:, 1:].tolist()}
+    assert {tuple(r) for r in c[:, 1:].tolist()} <= data                        # only combinations the data has
+    r = run('dcgan_sample', str(out), '--attrs', 'Loop=1', '--n', '16', '--out', str(tmp_path/'loops.png'))
+    assert (tmp_path/'loops.png').exists()

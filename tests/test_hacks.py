@@ -184,3 +184,25 @@ def test_all_hacks_compose(dls, tmp_path):
     row = read_metrics(tmp_path/'metrics.csv')[-1]
     assert {'warnings', 'd_grad', 'g_grad', 'diversity', 'crit_skipped'} <= set(row)
     assert (tmp_path/'samples.png').exists()
+
+
+def test_monitor_measures_on_check_batches_only(dls):
+    "Gradient norms are taken on the learner's check batches (every `check_every` and the last), with the batch named in the event."
+    class Explode(Callback):
+        def after_loss(self): self.learn.loss_grad = self.learn.loss_grad * 1e4
+    m = GANMonitor()
+    learn = tiny(dls, [m, Explode()], check_every=3)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter('always')
+        fit(learn)
+    n = len(dls.train)
+    want = {i for i in range(n) if (i + 1) % 3 == 0 or i == n - 1}
+    assert {e['batch'] for e in m.events} == want
+    assert len(m.events) == 2 * len(want)                 # a critic and a generator norm on each of those batches
+    assert learn.recorder.values[-1][-3] > 100            # d_grad
+
+
+def test_flip_count_stays_on_device(dls):
+    f = FlipLabels(0.5)
+    fit(tiny(dls, [f]))
+    assert isinstance(f._n_flipped, torch.Tensor) and 0 < f.n_flipped < f.n_seen

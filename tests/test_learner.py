@@ -89,3 +89,220 @@ def test_training_moves_both_networks():
     with learn.no_bar(), learn.no_logging(): learn.fit(1)
     assert any(not torch.equal(p, q) for p, q in zip(g0.parameters(), G.parameters()))
     assert any(not torch.equal(p, q) for p, q in zip(d0.parameters(), D.parameters()))
+
+
+# --- resume onto another device (issue 15.1) ---------------------------------------------------------------------------------------
+from fastai.learner import Learner
+from fastai.optimizer import Optimizer
+from fastai.vision.gan import GANLearner
+from dcgan_course.hacks import GeneratorEMA
+
+
+def _state_tensors(opt):
+    "(param, key, tensor) for every tensor in the optimizer's real state (PyTorch's inside fastai's OptimWrapper)."
+    st = opt.state if isinstance(opt, Optimizer) else opt.opt.state
+    return [(p, k, v) for p, s in st.items() for k, v in s.items() if isinstance(v, torch.Tensor)]
+
+
+@pytest.mark.filterwarnings('ignore:.*meta parameter')     # copying weights into `meta` tensors is a no-op, and torch says so
+@pytest.mark.parametrize('opt_func', [None, partial(Adam, mom=0.5, sqr_mom=0.999, eps=1e-8)], ids=['torch-adam', 'fastai-adam'])
+def test_checkpoint_loads_onto_the_learners_device(tmp_path, opt_func):
+    "Saved on the CPU, loaded by a learner whose data (and so networks) are on another device: `meta` stands in for CUDA."
+    dls, G, D = small()
+    a = dcgan_learner(dls, G, D, path=tmp_path, opt_func=opt_func, cbs=[GeneratorEMA(0.9)])
+    with a.no_bar(), a.no_logging(): a.fit(1)
+    ck = torch.load(tmp_path/'checkpoint.pth', weights_only=False)
+    assert ('cuda' in ck['rng']) == torch.cuda.is_available()        # CUDA's random state is saved where there is one
+    dls2, G2, D2 = small(1)
+    dls2.device = torch.device('meta')
+    b = dcgan_learner(dls2, G2, D2, opt_func=opt_func, cbs=[GeneratorEMA(0.9)])
+    assert b.load_checkpoint(tmp_path/'checkpoint.pth') == 1
+    assert {p.device.type for p in b.model.parameters()} == {'meta'}
+    assert {p.device.type for p in b.ema_generator.parameters()} == {'meta'}
+    st = _state_tensors(b.opt)
+    assert len(st) >= 2 * len(list(b.model.parameters()))            # both moments of every parameter came back
+    for p, k, v in st:
+        if k == 'step' and not isinstance(b.opt, Optimizer): assert v.device.type == 'cpu' and v.ndim == 0   # PyTorch keeps it there
+        else: assert v.device == p.device, (k, v.device, p.device)
+
+
+@pytest.mark.filterwarnings('ignore:.*meta parameter')
+def test_checkpoint_loads_into_networks_already_moved(tmp_path):
+    "The networks moved by hand (the data's device unknown): the optimizer's state follows each parameter's device."
+    dls, G, D = small()
+    a = dcgan_learner(dls, G, D, path=tmp_path, opt_func=partial(Adam, mom=0.5, sqr_mom=0.999, eps=1e-8))
+    with a.no_bar(), a.no_logging(): a.fit(1)
+    dls2, G2, D2 = small(1)
+    b = dcgan_learner(dls2, G2.to('meta'), D2.to('meta'), opt_func=partial(Adam, mom=0.5, sqr_mom=0.999, eps=1e-8))
+    b.load_checkpoint(tmp_path/'checkpoint.pth')
+    st = _state_tensors(b.opt)
+    assert st and all(v.device.type == 'meta' for _, _, v in st)
+
+
+# --- metrics.csv when a resumed run changes its columns (issue 15.4) ---------------------------------------------------------------
+def test_metrics_csv_gets_the_union_of_columns(tmp_path):
+    import csv
+    from fastai.learner import ValueMetric
+    from dcgan_course.learner import read_metrics
+    dls, G, D = small()
+    learn = dcgan_learner(dls, G, D, path=tmp_path)
+    with learn.no_bar(), learn.no_logging(): learn.fit(1)
+    learn.metrics = list(learn.metrics) + [ValueMetric(lambda: 42.5, 'fid')]     # as `--fid-every` adds a column on resume
+    with learn.no_bar(), learn.no_logging(): learn.fit(2, start_epoch=1)
+    learn.metrics = learn.metrics[:-1]
+    with learn.no_bar(), learn.no_logging(): learn.fit(3, start_epoch=2)
+    with open(tmp_path/'metrics.csv', newline='') as f: rows = list(csv.reader(f))
+    assert 'fid' in rows[0] and rows[0][-1] == 'seconds' and len(rows) == 4
+    assert {len(r) for r in rows} == {len(rows[0])}                  # any CSV reader sees one table
+    got = read_metrics(tmp_path/'metrics.csv')
+    assert [r['epoch'] for r in got] == [1, 2, 3] and [r['fid'] for r in got] == [None, 42.5, None]
+    assert all(r['gen_loss'] is not None for r in got)
+    assert not list(tmp_path.glob('.*.tmp'))
+
+
+# --- what the learner is (issue 15.5) -------------------------------------------------------------------------------------------
+def test_learner_is_a_plain_fastai_learner():
+    dls, G, D = small()
+    learn = dcgan_learner(dls, G, D)
+    assert isinstance(learn, Learner) and not isinstance(learn, GANLearner)
+    assert learn.generator is G and learn.critic is D
+
+
+# --- claims (issue 15.6) -----------------------------------------------------------------------------------------------------------
+def test_equals_the_plain_pytorch_loop_bit_for_bit():
+    "Same weights, same replayed batches: after 12 update pairs BOTH networks equal the plain loop's exactly (tolerance 0, CPU)."
+    from dcgan_course.learner import DCGANLearner, plain_dcgan_steps, replay_dls
+    dls, G, D = small()
+    batches = [tuple(t.as_subclass(torch.Tensor) for t in dls.one_batch()) for _ in range(12)]
+    Gp, Dp = copy.deepcopy(G), copy.deepcopy(D)
+    plain_dcgan_steps(Gp, Dp, batches)
+    learn = DCGANLearner(replay_dls(batches), G, D)
+    with learn.no_bar(), learn.no_logging(): learn.fit(1)
+    for net_a, net_b in ((Gp, G), (Dp, D)):
+        ps = list(zip(net_a.parameters(), net_b.parameters()))
+        assert ps and all(torch.equal(a, b) for a, b in ps)
+        assert all(torch.equal(a, b) for a, b in zip(net_a.buffers(), net_b.buffers()))   # batchnorm statistics too
+
+
+def test_stock_fastai_callbacks_and_methods_compose(tmp_path):
+    from fastai.callback.tracker import SaveModelCallback
+    from fastai.callback.progress import CSVLogger
+    from fastai.callback.schedule import fit_one_cycle, lr_find   # noqa: F401 (patches Learner)
+    dls, G, D = small()
+    learn = dcgan_learner(dls, G, D, path=tmp_path)
+    with learn.no_bar():
+        learn.fit(2, cbs=[CSVLogger(), SaveModelCallback(monitor='gen_loss', every_epoch=True)])
+    hist = (tmp_path/'history.csv').read_text().splitlines()
+    assert hist[0].split(',')[:3] == ['epoch', 'train_loss', 'gen_loss'] and len(hist) == 3
+    assert (tmp_path/'models'/'model_0.pth').exists() and (tmp_path/'models'/'model_1.pth').exists()
+    with learn.no_bar(), learn.no_logging(): learn.fit(2, cbs=[SaveModelCallback(monitor='crit_loss', fname='best')])
+    best = torch.load(tmp_path/'models'/'best.pth', weights_only=False)
+    sd = best['model'] if 'model' in best else best
+    assert all(torch.equal(v, learn.model.state_dict()[k]) for k, v in sd.items())   # it reloaded the best at the end
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(2, 1e-3, moms=(0.5, 0.5, 0.5))
+    lrs = learn.recorder.lrs
+    top = max(lrs)
+    assert abs(top - 1e-3) < 1e-4 and lrs[0] < top / 10 and lrs[-1] < top / 10 and lrs.index(top) not in (0, len(lrs) - 1)
+    assert learn.opt.hypers[0]['mom'] == 0.5                          # DCGAN's beta1 kept
+    before = [p.detach().clone() for p in learn.model.parameters()]
+    with learn.no_bar(): sug = learn.lr_find(num_it=20, show_plot=False)
+    assert sug.valley > 0 and len(learn.recorder.lrs) >= 10 and learn.recorder.lrs[-1] > learn.recorder.lrs[0]
+    assert all(torch.equal(a, b) for a, b in zip(before, learn.model.parameters()))   # lr_find restores the weights
+
+
+# --- the interface the distributed trainer relies on (issue 10.1) -----------------------------------------------------------------
+def test_phase_events_order_and_trained_params():
+    class Order(Callback):
+        def before_fit(self): self.log = []
+        def after_loss(self):
+            l = self.learn
+            assert torch.equal(l.loss, l.loss_grad.detach()) and not l.loss.requires_grad
+            assert (l.gen_loss if l.gen_mode else l.crit_loss) is not None
+            assert l.d_real is not None and l.d_real.device == l.real.device
+            self.log.append(('loss', l.gen_mode))
+        def after_backward(self):
+            l = self.learn
+            mine = {id(p) for p in l.trained_params()}
+            assert all(p.grad is not None for p in l.trained_params())
+            assert all(p.grad is None for p in l.model.parameters() if id(p) not in mine)
+            assert l.trained_params() == list((l.generator if l.gen_mode else l.critic).parameters())
+            self.log.append(('backward', l.gen_mode))
+        def after_step(self): self.log.append(('step', self.learn.gen_mode))
+        def before_batch(self):
+            assert type(self.learn.real) is torch.Tensor and type(self.learn.z) is torch.Tensor   # no fastai subclass in the step
+    dls, G, D = small()
+    learn = dcgan_learner(dls, G, D)
+    cb = Order()
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, cbs=cb)
+    one = [('loss', False), ('backward', False), ('step', False), ('loss', True), ('backward', True), ('step', True)]
+    assert cb.log == one * len(dls.train)
+
+
+def test_nan_is_caught_within_the_check_stride(tmp_path):
+    "With a check every 4 batches, a NaN at batch 5 stops the fit at batch 7 at the latest, naming batch 5, and no sample is written."
+    dls, G, D = small()
+    class Poison(Callback):
+        def before_batch(self):
+            if self.iter == 5: next(self.learn.critic.parameters()).data[0] = float('nan')
+        def after_batch(self): self.seen = self.iter
+    learn = dcgan_learner(dls, G, D, path=tmp_path, check_every=4)
+    p = Poison()
+    with learn.no_bar(), learn.no_logging(), pytest.raises(NonFiniteLossError, match='critic loss became nan at epoch 0, batch 5'):
+        learn.fit(1, cbs=p)
+    assert p.seen < 7 and not (tmp_path/'checkpoint.pth').exists() and not (tmp_path/'samples.png').exists()
+    with pytest.raises(ValueError, match='check_every'): dcgan_learner(dls, G, D, check_every=0)
+
+
+# --- compiled step and bf16 (issue 10.2, on the CPU with inductor) -----------------------------------------------------------------
+def test_compiled_step_matches_eager():
+    "One update pair from the same weights on the same batch: compiled equals eager to 1e-5 (fp32); weights and state_dict keys unchanged."
+    from dcgan_course.learner import DCGANLearner, replay_dls
+    dls, G, D = small()
+    one = [tuple(t.as_subclass(torch.Tensor) for t in dls.one_batch())]
+    Ge, De = copy.deepcopy(G), copy.deepcopy(D)
+    g0 = [p.detach().clone() for p in G.parameters()]
+    e = DCGANLearner(replay_dls(one), Ge, De)
+    with e.no_bar(), e.no_logging(): e.fit(1)
+    c = DCGANLearner(replay_dls(one), G, D, compile=True)
+    with c.no_bar(), c.no_logging(): c.fit(1)
+    assert G._compiled_call_impl is not None and D._compiled_call_impl is not None
+    assert list(G.state_dict()) == list(Ge.state_dict())               # no '_orig_mod.' prefixes: checkpoints unchanged
+    assert any(not torch.equal(a, b) for a, b in zip(g0, G.parameters()))
+    diff = max((a - b).abs().max().item() for a, b in zip(list(Ge.parameters()) + list(De.parameters()),
+                                                          list(G.parameters()) + list(D.parameters())))
+    assert diff <= 1e-5, diff
+
+    class Hooks(Callback): needs_eager = True
+    with c.no_bar(), c.no_logging(), pytest.warns(UserWarning, match='Hooks need the eager networks'):
+        c.fit(1, cbs=Hooks())
+    assert G._compiled_call_impl is None                               # it really trained eagerly
+
+
+def test_bf16_autocast():
+    dls, G, D = small()
+    class Dtypes(Callback):
+        def before_fit(self): self.seen = set()
+        def after_loss(self):
+            pred = self.learn.gen_pred if self.learn.gen_mode else self.learn.real_pred
+            self.seen.add((pred.dtype, self.learn.loss_grad.dtype))
+    learn, cb = dcgan_learner(dls, G, D, bf16=True), Dtypes()
+    g0 = [p.detach().clone() for p in G.parameters()]
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, cbs=cb)
+    assert cb.seen == {(torch.bfloat16, torch.float32)}                 # bf16 networks, fp32 losses
+    assert all(p.dtype == torch.float32 for p in G.parameters())        # fp32 master weights
+    assert any(not torch.equal(a, b) for a, b in zip(g0, G.parameters()))
+
+
+def test_progress_bar_reads_the_loss_only_on_check_batches():
+    from fastai.callback.progress import ProgressCallback
+    dls, G, D = small()
+    learn = dcgan_learner(dls, G, D, check_every=3)
+    reads = []
+    class Probe(Callback):
+        order = 61                                   # after the progress bar (60)
+        def after_batch(self): reads.append(self.learn.progress.pbar.comment)
+    with learn.no_logging(): learn.fit(1, cbs=Probe())
+    assert isinstance(learn.progress, ProgressCallback) and type(learn.progress).__name__ == '_GANProgress'
+    n = len(dls.train)
+    changed = [i for i in range(n) if reads[i] != (reads[i - 1] if i else '')]
+    assert changed == [i for i in range(n) if (i + 1) % 3 == 0 or i == n - 1]
