@@ -21,7 +21,7 @@ from fastai.data.load import DataLoader
 from fastai.data.core import DataLoaders
 from fastai.data.transforms import get_image_files
 from fastai.torch_core import TensorImage
-from .core import new_noise, cache_dir, atomic_save, NOISES
+from .core import new_noise, cache_dir, atomic_save, default_device, NOISES
 
 # %% auto #0
 __all__ = ['DATASETS', 'DataError', 'check_size', 'load_image', 'guess_channels', 'report_skipped', 'load_folder_images',
@@ -302,6 +302,7 @@ def source_images(source='digits', size:int=32, labels=None, n_channels:int=None
 def gan_dataloaders(source='digits', size:int=32, bs:int=64, nz:int=100, noise:str='normal', labels=None,
                     n_channels:int=None, root=None, max_items:int=None, cache=True, device=None, **kwargs) -> DataLoaders:
     "fastai `DataLoaders` of `(noise, [label,] image)` batches in [-1, 1] from `source`: 'digits', a data set name, or a folder."
+    device = default_device(device)        # the GPU when there is one: batches move there as uint8 and are scaled there
     x, y, vocab, desc, skipped = source_images(source, size, labels, n_channels, root, max_items, cache)
     train = GANDataLoader(x, y, nz=nz, noise=noise, bs=bs, vocab=vocab, source=desc, device=device, skipped=skipped, **kwargs)
     valid = GANDataLoader(x[:0], None if y is None else y[:0], nz=nz, noise=noise, bs=bs, shuffle=False, drop_last=False,
