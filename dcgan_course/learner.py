@@ -80,7 +80,7 @@ class _DeviceSmoothLoss(Metric):
 
 # %% ../nbs/02_learner.ipynb #a7d1e0c1
 def dcgan_adam(params, # parameters, or a list of parameter groups (as fastai's splitter gives)
-               lr:float=2e-4, # learning rate
+               lr:float=2e-4, # learning rate, or one per parameter group (fastai's `Learner.fit` sets them right after)
                mom:float=0.5, # Adam's beta1 (DCGAN: 0.5)
                sqr_mom:float=0.999, # Adam's beta2
                eps:float=1e-8, # Adam's epsilon
@@ -90,6 +90,7 @@ def dcgan_adam(params, # parameters, or a list of parameter groups (as fastai's 
     "PyTorch's Adam(W) as a fastai optimizer: fused when every parameter is on CUDA, else `foreach`."
     flat = [p for g in params for p in (g if isinstance(g, (list, tuple)) else [g])]
     impl = {'fused': True} if flat and all(p.is_cuda for p in flat) else {'foreach': True}
+    if isinstance(lr, (list, tuple)): lr = lr[0]      # PyTorch takes one number here; fit's set_hypers gives each group its own
     return OptimWrapper(params, opt=torch.optim.AdamW, lr=lr, betas=(mom, sqr_mom), eps=eps, weight_decay=wd, **{**impl, **kwargs})
 
 # %% ../nbs/02_learner.ipynb #af006750

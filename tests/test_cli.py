@@ -182,3 +182,12 @@ def test_sample_attrs_draws_the_unnamed_attributes_from_the_data(tmp_path):
     assert {tuple(r) for r in c[:, 1:].tolist()} <= data                        # only combinations the data has
     r = run('dcgan_sample', str(out), '--attrs', 'Loop=1', '--n', '16', '--out', str(tmp_path/'loops.png'))
     assert (tmp_path/'loops.png').exists()
+
+
+def test_tensorboard_flag_writes_scalars_and_grids(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    out = tmp_path/'run'
+    run('dcgan_train', *FAST, '--epochs', '2', '--tensorboard', '--out', str(out))
+    ea = EventAccumulator(str(out/'tensorboard')).Reload()
+    assert {'gan/gen_loss', 'gan/crit_loss', 'gan/d_real', 'gan/d_fake'} <= set(ea.Tags()['scalars'])
+    assert [e.step for e in ea.Scalars('gan/d_real')] == [1, 2] and [e.step for e in ea.Images('samples')] == [1, 2]

@@ -31,7 +31,7 @@ def pins():
 
 def test_ranges_admit_the_tested_set():
     p = pins()
-    for key in ('requirements', 'dev_requirements'):
+    for key in ('requirements', 'dev_requirements', 'tensorboard_requirements'):
         for r in requirements(key):
             name = canonicalize_name(r.name)
             assert name in p, f'{r.name} ({key}) is not pinned in constraints.txt'
