@@ -41,11 +41,11 @@ def check_size(size) -> int:
     return s
 
 # %% ../nbs/00_data.ipynb #69518ac1
-def load_image(path, size:int, n_channels:int=3) -> np.ndarray:
+def load_image(path, size:int, n_channels:int=3, draft:bool=True) -> np.ndarray:
     "Read `path` as a centre-cropped `size`x`size` uint8 array of shape (n_channels, size, size)."
     mode = 'L' if n_channels == 1 else 'RGB'
     with Image.open(path) as im:
-        if im.format == 'JPEG': im.draft(mode, (size * 2, size * 2))
+        if draft and im.format == 'JPEG': im.draft(mode, (size * 2, size * 2))
         im = im.convert(mode)
         w, h = im.size
         s = min(w, h)
