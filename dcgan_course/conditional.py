@@ -58,25 +58,39 @@ def classify(classifier:nn.Module, images:torch.Tensor, bs:int=512) -> torch.Ten
     size = getattr(classifier, 'size', images.shape[-1])
     return torch.cat([classifier(_to_size(images[i:i + bs].float(), size)).argmax(1) for i in range(0, len(images), bs)])
 
-def train_digit_classifier(epochs:int=6, nf:int=16, n_valid:int=300, bs:int=64, lr:float=3e-3, seed:int=0, size:int=16) -> nn.Module:
+def train_digit_classifier(epochs:int=6, # passes over the training digits
+                           nf:int=16, # width of `digit_classifier`
+                           n_valid:int=300, # held-out digits, for `.valid_acc`
+                           bs:int=64, lr:float=3e-3, # batch size and Adam's learning rate
+                           seed:int=0, # seed of the split, the initial weights and the batches
+                           size:int=16, # the side the classifier works at
+                           negatives=None, # `(digits, generator) -> as many non-digits`: then an 11th class, "not a digit" (12_quality)
+                           scales=(1,), # also learn the digits drawn at `size * s` and brought back down, as generated images are
+                           one_cycle:bool=False, # fastai's one-cycle schedule for the learning rate
+                          ) -> nn.Module:
     "Train `digit_classifier` on the scikit-learn digits (shifted by up to a pixel); `.valid_acc` is its accuracy on `n_valid` held-out digits."
-    x, y = digits_images(size)
-    x = x.float() / 127.5 - 1
+    views = [_to_size(digits_images(size * s)[0].float() / 127.5 - 1, size) for s in scales]
+    x, y = views[0], digits_images(size)[1]
     g = torch.Generator().manual_seed(seed)
     perm = torch.randperm(len(x), generator=g)
     tr, va = perm[n_valid:], perm[:n_valid]
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        m = digit_classifier(nf)
+        m = digit_classifier(nf, n_classes=10 + (negatives is not None))
     opt = torch.optim.Adam(m.parameters(), lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=epochs * math.ceil(len(tr) / bs)) if one_cycle else None
     for _ in range(epochs):
         m.train()
         p = tr[torch.randperm(len(tr), generator=g)]
         for i in range(0, len(p), bs):
             b = p[i:i + bs]
             shift = torch.randint(-1, 2, (2,), generator=g).tolist()
-            loss = F.cross_entropy(m(torch.roll(x[b], shift, (2, 3))), y[b])
+            v = views[int(torch.randint(len(views), (1,), generator=g))] if len(views) > 1 else x
+            xb, yb = torch.roll(v[b], shift, (2, 3)), y[b]
+            if negatives is not None: xb, yb = torch.cat([xb, negatives(xb, g)]), torch.cat([yb, torch.full((len(b),), 10)])
+            loss = F.cross_entropy(m(xb), yb)
             opt.zero_grad(); loss.backward(); opt.step()
+            if sched is not None: sched.step()
     m.size, m.vocab, m.valid_idx = size, [str(i) for i in range(10)], va
     m.valid_acc = (classify(m, x[va]) == y[va]).float().mean().item()
     return m.eval()
