@@ -191,3 +191,9 @@ def test_tensorboard_flag_writes_scalars_and_grids(tmp_path):
     ea = EventAccumulator(str(out/'tensorboard')).Reload()
     assert {'gan/gen_loss', 'gan/crit_loss', 'gan/d_real', 'gan/d_fake'} <= set(ea.Tags()['scalars'])
     assert [e.step for e in ea.Scalars('gan/d_real')] == [1, 2] and [e.step for e in ea.Images('samples')] == [1, 2]
+
+
+def test_resume_of_a_run_from_before_recipes_says_why_not(tmp_path):
+    (tmp_path/'old').mkdir(); (tmp_path/'old'/'run.json').write_text('{"size": 32}')
+    r = run('dcgan_train', '--out', str(tmp_path/'old'), '--resume', ok=False)
+    assert r.returncode == 2 and 'no recipe.json' in r.stderr and 'cannot be resumed' in r.stderr and 'Traceback' not in r.stderr
