@@ -133,6 +133,7 @@ def test_checkpoint_loads_into_networks_already_moved(tmp_path):
     a = dcgan_learner(dls, G, D, path=tmp_path, opt_func=partial(Adam, mom=0.5, sqr_mom=0.999, eps=1e-8))
     with a.no_bar(), a.no_logging(): a.fit(1)
     dls2, G2, D2 = small(1)
+    dls2.device = None      # the data's device unknown (gan_dataloaders picks one; a user's loaders may not)
     b = dcgan_learner(dls2, G2.to('meta'), D2.to('meta'), opt_func=partial(Adam, mom=0.5, sqr_mom=0.999, eps=1e-8))
     b.load_checkpoint(tmp_path/'checkpoint.pth')
     st = _state_tensors(b.opt)
