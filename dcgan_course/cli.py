@@ -12,7 +12,8 @@ import torch
 from .core import default_device, sample_condition, atomic_write_text
 from .data import DataError
 from .learner import generate, save_grid, load_generator, NonFiniteLossError
-from .recipe import Recipe, RECIPES, load_recipe, recipe_learner, _flag
+from .recipe import Recipe, RECIPES, load_recipe, recipe_learner, recipe_dls, _flag
+from .distributed import distributed, rank0_first, rank_world
 from .console import plain_progress
 from .fid import dcgan_fid
 
@@ -62,7 +63,9 @@ def _add_field(g, f):
 def train_parser() -> argparse.ArgumentParser:
     "`dcgan_train`'s parser: the run's own flags, then one flag per `Recipe` field, by group."
     p = argparse.ArgumentParser(prog='dcgan_train', description='Train a DCGAN with fastai and write samples, metrics and checkpoints. '
-                                'Flags change the starting recipe: the digits recipe, --recipe NAME, --config FILE, or with --resume the run\'s own.')
+                                'Flags change the starting recipe: the digits recipe, --recipe NAME, --config FILE, or with --resume the run\'s own.',
+                                epilog='On N GPUs (or N CPU processes): torchrun --standalone --nproc-per-node N $(which dcgan_train) ...; '
+                                '--bs is per process (09_distributed).')
     g = p.add_argument_group('run')
     g.add_argument('--recipe', metavar='NAME', help=f"start from a named recipe: {', '.join(RECIPES)} (10_recipe)")
     g.add_argument('--config', metavar='FILE', help="start from a saved recipe: a run folder's recipe.json")
@@ -118,24 +121,29 @@ def _device(name):
 # %% ../nbs/11_cli.ipynb #4c0288d0
 def _train(argv):
     r, out, args = recipe_from_args(argv)
-    try: return _fit(r, out, _device(args.device), args.resume, compile=args.compile, bf16=args.bf16)
-    except Exception as e:
-        e.run_dir = out       # for _run_safely's message, if nobody foresaw this error
-        raise
+    with distributed(_device(args.device)) as device:     # under torchrun: this process's device, with the others connected
+        try: return _fit(r, out, device, args.resume, compile=args.compile, bf16=args.bf16)
+        except Exception as e:
+            e.run_dir = out       # for _run_safely's message, if nobody foresaw this error
+            raise
 
 # %% ../nbs/11_cli.ipynb #5235962f
 def _fit(r, out, device, resume, **kwargs):
-    learn = plain_progress(recipe_learner(r, path=out, device=device, **kwargs))     # one line per epoch in a log file, bars in a terminal
+    rank, world = rank_world()
+    say = print if rank == 0 else (lambda *a, **k: None)       # with several processes, the first speaks for all
+    learn = recipe_learner(r, rank0_first(recipe_dls, r), path=out, device=device, **kwargs)   # process 0 decodes and caches first
+    if rank == 0: plain_progress(learn)     # one line per epoch in a log file, bars in a terminal
     dls = learn.dls
-    print(f'data: {dls.source}, {dls.n_channels} channel(s), {r.size} px, {len(dls.train)} batches of {r.bs} per epoch'
-          + (f', conditioned on {len(dls.vocab)} {"attributes" if r.attrs else "classes"}' if dls.labels is not None else ''))
+    per = f' per process, {world} processes (global batch {r.bs * world})' if world > 1 else ''
+    say(f'data: {dls.source}, {dls.n_channels} channel(s), {r.size} px, {len(dls.train)} batches of {r.bs} per epoch{per}'
+        + (f', conditioned on {len(dls.vocab)} {"attributes" if r.attrs else "classes"}' if dls.labels is not None else ''))
     start = 0
     if resume:
         start = learn.load_checkpoint(out/'checkpoint.pth')
-        if start >= r.epochs: print(f'{out} has already trained {start} epochs (--epochs {r.epochs}): nothing to do'); return out
-        print(f'resuming {out} at epoch {start + 1}')
+        if start >= r.epochs: say(f'{out} has already trained {start} epochs (--epochs {r.epochs}): nothing to do'); return out
+        say(f'resuming {out} at epoch {start + 1}')
     learn.fit(r.epochs, start_epoch=start)
-    print(f'wrote {out/"samples.png"}, {out/"metrics.csv"}, {out/"generator.pth"} and {out/"checkpoint.pth"}')
+    say(f'wrote {out/"samples.png"}, {out/"metrics.csv"}, {out/"generator.pth"} and {out/"checkpoint.pth"}')
     return out
 
 # %% ../nbs/11_cli.ipynb #67aabeba

@@ -191,8 +191,8 @@ class BalancedGANDataLoader(GANDataLoader):
         self.by = by
         self.weights = balanced_weights(labels, self.vocab, by) if len(images) else torch.ones(0)
 
-    def get_idxs(self):
-        if not self.shuffle or not len(self.weights): return super().get_idxs()
+    def epoch_idxs(self):
+        if not self.shuffle or not len(self.weights): return super().epoch_idxs()
         g = torch.Generator().manual_seed(self.rng.getrandbits(32))   # self.rng is re-seeded each epoch from Python's RNG
         return torch.multinomial(self.weights, self.n, replacement=True, generator=g).tolist()
 

@@ -16,7 +16,7 @@ __all__ = ['EpochLines', 'plain_progress']
 class EpochLines(Callback):
     "One line per epoch, `epoch N/M: name value ... (seconds)`, written to `stream` (default: standard output) and flushed."
     # `train_loss` is left out: for a GAN it is the sum of two losses that pull against each other
-    order = Recorder.order + 1       # after the Recorder has the epoch's values
+    order, rank0_only = Recorder.order + 1, True      # after the Recorder has the epoch's values
     def __init__(self, stream=None): self.stream = stream
     def before_epoch(self): self.t0 = time.time()
     def after_epoch(self):

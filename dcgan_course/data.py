@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #83379a40
 from __future__ import annotations
-import os, sys, math, random, hashlib, warnings
+import os, sys, json, math, mmap, time, random, hashlib, warnings
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,11 +21,12 @@ from fastai.data.load import DataLoader
 from fastai.data.core import DataLoaders
 from fastai.data.transforms import get_image_files
 from fastai.torch_core import TensorImage
-from .core import new_noise, cache_dir, atomic_save, default_device, NOISES
+from .core import new_noise, cache_dir, atomic_save, atomic_write_json, default_device, NOISES
 
 # %% auto #0
-__all__ = ['DATASETS', 'DataError', 'check_size', 'load_image', 'guess_channels', 'report_skipped', 'load_folder_images',
-           'digits_images', 'find_dataset', 'read_celeba_attrs', 'GANDataLoader', 'source_images', 'gan_dataloaders']
+__all__ = ['DATASETS', 'DataError', 'check_size', 'load_image', 'guess_channels', 'report_skipped', 'DecodeProgress',
+           'load_folder_images', 'digits_images', 'find_dataset', 'read_celeba_attrs', 'GANDataLoader', 'DiskImages',
+           'source_images', 'gan_dataloaders']
 
 # %% ../nbs/00_data.ipynb #569af516
 class DataError(ValueError):
@@ -80,20 +81,40 @@ def report_skipped(skipped, total:int):
     names = ', '.join(str(f) for f in skipped[:5]) + (f' and {len(skipped) - 5} more' if len(skipped) > 5 else '')
     print(f"Skipped {len(skipped)} unreadable image file(s) of {total}: {names}", file=sys.stderr, flush=True)
 
-def load_folder_images(files, size:int, n_channels:int, n_workers:int=None, where='') -> tuple:
-    "Decode `files` into one uint8 tensor (N, C, size, size); return it with the list of files that were read."
+# %% ../nbs/00_data.ipynb #b6d9aa1d
+class DecodeProgress:
+    "Report decoding progress on standard error: a line at most every `every` seconds and one at the end (if `total` >= `min_total`)."
+    def __init__(self, total:int, where='', every:float=5., min_total:int=2000, enabled:bool=None):
+        store_attr('total,where,every'); self.on = total >= min_total if enabled is None else enabled
+        self.t0 = self.last = time.time()
+    def __call__(self, done:int):
+        now = time.time()
+        if not self.on or (now - self.last < self.every and done < self.total): return
+        self.last, rate = now, done / max(now - self.t0, 1e-9)
+        print(f"decoding {self.where or 'images'}: {done:,} of {self.total:,} files ({done / self.total:.0%}), {rate:,.0f} per second",
+              file=sys.stderr, flush=True)
+
+# %% ../nbs/00_data.ipynb #7e9b06c5
+def load_folder_images(files, size:int, n_channels:int, n_workers:int=None, where='', out=None, progress:bool=None) -> tuple:
+    "Decode `files` into uint8 rows (C, size, size) of `out` (default: a new array); return the images read (a tensor; with `out`: how many) and the files read."
     files = list(files)
     if not files: raise DataError(f"No image files found{' in ' + str(where) if where else ''}. "
                                   "Expected .png, .jpg, .jpeg, .bmp, .gif, .tif or .webp files, searched recursively.")
     n_workers = n_workers or min(8, os.cpu_count() or 1)
-    with ThreadPoolExecutor(n_workers) as ex: res = list(ex.map(_try_load, [(f, size, n_channels) for f in files], chunksize=64))
-    good = [(f, r) for f, r in zip(files, res) if not isinstance(r, Exception)]
-    bad = [(f, r) for f, r in zip(files, res) if isinstance(r, Exception)]
-    if not good:
+    buf = np.empty((len(files), n_channels, size, size), np.uint8) if out is None else out
+    read, bad, say = [], [], DecodeProgress(len(files), where, enabled=progress)
+    with ThreadPoolExecutor(n_workers) as ex:
+        for i in range(0, len(files), 1024):     # in chunks, so that progress is said while it happens
+            part = files[i:i + 1024]
+            for f, r in zip(part, ex.map(_try_load, [(f, size, n_channels) for f in part], chunksize=16)):
+                if isinstance(r, Exception): bad.append((f, r))
+                else: buf[len(read)] = r; read.append(f)
+            say(i + len(part))
+    if not read:
         raise DataError(f"None of the {len(files)} image files{' in ' + str(where) if where else ''} could be read "
                         f"(first: {bad[0][0]}: {bad[0][1]}). Are they real images?")
     report_skipped([f for f, _ in bad], len(files))
-    return torch.from_numpy(np.stack([r for _, r in good])), [f for f, _ in good]
+    return (torch.from_numpy(buf[:len(read)]) if out is None else len(read)), read
 
 # %% ../nbs/00_data.ipynb #7a690701
 def digits_images(size:int=32) -> tuple:
@@ -172,11 +193,12 @@ def read_celeba_attrs(path, attrs=None) -> tuple:
 
 # %% ../nbs/00_data.ipynb #25099ec2
 class GANDataLoader(DataLoader):
-    "Batches of `(noise, [label,] image)` from a uint8 image tensor held in memory; plain tensors, images scaled on the device."
+    """Batches of `(noise, [label,] image)` from uint8 images (a tensor in memory, or `DiskImages` on disk); plain tensors, images
+    scaled on the device. `shard(rank, world_size)` makes it read one process's share of each epoch (`09_distributed`)."""
     def __init__(self, images:torch.Tensor, labels:torch.Tensor=None, nz:int=100, noise:str='normal', bs:int=64,
                  shuffle:bool=True, drop_last:bool=True, vocab=None, source:str='', skipped=None, **kwargs):
         if noise not in NOISES: raise DataError(f"noise must be 'normal' or 'uniform', got {noise!r}")
-        if images.dtype != torch.uint8 or images.ndim != 4:
+        if images.dtype != torch.uint8 or len(images.shape) != 4:
             raise DataError(f"images must be a uint8 tensor of shape (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
         if labels is not None and len(labels) != len(images):
             raise DataError(f"{len(labels)} labels for {len(images)} images")
@@ -184,6 +206,7 @@ class GANDataLoader(DataLoader):
             raise DataError(f"Only {len(images)} images, fewer than one batch of {bs}: use a smaller batch size (--bs)")
         self.images, self.labels, self.nz, self.noise, self.vocab, self.source = images, labels, nz, noise, vocab, source
         self.skipped = list(skipped or [])      # files of the source that could not be read
+        self.rank, self.world_size = 0, 1
         super().__init__(dataset=range(len(images)), bs=bs, shuffle=shuffle, drop_last=drop_last, **kwargs)
 
     @property
@@ -196,6 +219,28 @@ class GANDataLoader(DataLoader):
     def randomize(self):
         "Draw this epoch's shuffling seed from Python's global RNG, so `set_seed` and a resumed checkpoint reproduce the order."
         self.rng = random.Random(random.getrandbits(32))
+
+    def shard(self, rank:int=0, world_size:int=1):
+        "Read only process `rank`'s share of each epoch: every `world_size`-th index of the epoch's order, the same length in every process."
+        if not 0 <= rank < world_size: raise ValueError(f"rank must be in [0, world_size), got rank {rank} of {world_size}")
+        self.rank, self.world_size = rank, world_size
+        if self.drop_last and len(self.images) and len(self) == 0:
+            raise DataError(f"Only {len(self.images)} images: fewer than one batch of {self.bs} for each of {world_size} processes "
+                            "(use a smaller batch size, --bs)")
+        return self
+
+    def __len__(self):
+        n = self.n // self.world_size
+        return n // self.bs + (0 if self.drop_last or n % self.bs == 0 else 1)
+
+    def epoch_idxs(self) -> list:
+        "The whole epoch's indices in order (shuffled by `self.rng`, which is the same in every process)."
+        return DataLoader.get_idxs(self)
+
+    def get_idxs(self):
+        idxs = self.epoch_idxs()
+        if self.world_size == 1: return idxs
+        return idxs[self.rank::self.world_size][:len(idxs) // self.world_size]   # disjoint shares, equal in length
 
     def new_noise(self, n:int, generator=None) -> torch.Tensor:
         "`n` noise vectors shaped (n, nz, 1, 1), as the generator expects (`core.new_noise`)."
@@ -227,6 +272,46 @@ class GANDataLoader(DataLoader):
         g = make_grid(b[-1][:max_n].cpu(), nrow=int(math.ceil(math.sqrt(min(max_n, len(b[-1]))))), normalize=True, value_range=(-1, 1))
         return show_image(g, **kwargs)
 
+# %% ../nbs/00_data.ipynb #87a3a26c
+class DiskImages:
+    "uint8 images (N, C, H, W) in a `.npy` file, read row by row with `pread`: indexing returns uint8 tensors; memory holds only those rows."
+    dtype = torch.uint8
+    def __init__(self, fname, n:int=None):
+        self.fname, self._fd = Path(fname), None
+        try:
+            with open(self.fname, 'rb') as f:
+                version = np.lib.format.read_magic(f)
+                shape, fortran, dt = (np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0)(f)
+                self.offset = f.tell()
+        except (OSError, ValueError) as e: raise DataError(f"{self.fname} is not a readable .npy image file ({e})") from None
+        if dt != np.uint8 or len(shape) != 4 or fortran:
+            raise DataError(f"{self.fname} holds {dt} {shape}: uint8 images (N, C, H, W) in C order are expected")
+        self.row_shape, self.row_bytes = tuple(shape[1:]), int(np.prod(shape[1:]))
+        self.n = shape[0] if n is None else int(n)
+
+    @property
+    def shape(self): return torch.Size((self.n, *self.row_shape))
+    def __len__(self): return self.n
+    def __repr__(self): return f"DiskImages({self.fname.name}, {tuple(self.shape)})"
+    def __getstate__(self): return {**self.__dict__, '_fd': None}      # a copy (a worker process) opens its own file
+
+    def _file(self) -> int:
+        if self._fd is None: self._fd = os.open(self.fname, os.O_RDONLY)
+        return self._fd
+
+    def __getitem__(self, idx) -> torch.Tensor:
+        if isinstance(idx, slice): idx = np.arange(*idx.indices(self.n))
+        idx = np.asarray(idx.cpu() if isinstance(idx, torch.Tensor) else idx, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < -self.n or idx.max() >= self.n): raise IndexError(f"index out of range for {self.n} images")
+        out, fd = np.empty((len(idx), *self.row_shape), np.uint8), self._file()
+        for k, i in enumerate((idx % max(self.n, 1)).tolist()):
+            if os.preadv(fd, [out[k]], self.offset + i * self.row_bytes) != self.row_bytes:
+                raise DataError(f"{self.fname} is shorter than its header says (row {i}): delete it and the images are decoded again")
+        return torch.from_numpy(out)
+
+    def __del__(self, _close=os.close):     # bound now: at interpreter exit the `os` module may be gone
+        if getattr(self, '_fd', None) is not None: _close(self._fd)
+
 # %% ../nbs/00_data.ipynb #e152cfcc
 def _cache_key(files, size, nc):
     h = hashlib.sha1(f'{size}-{nc}-{len(files)}'.encode())
@@ -235,12 +320,45 @@ def _cache_key(files, size, nc):
         h.update(f'{f}|{st.st_size}|{int(st.st_mtime)}'.encode())
     return h.hexdigest()[:16]
 
-def _load_cached(files, size, nc, cache, where) -> tuple:
-    "`(images, files read, files skipped)`, decoded once and then read from `cache` (True: `cache_dir()`, or a folder)."
+class _RowWriter:
+    "`w[k] = row` writes image row `k` of a `.npy` file with `pwrite`: nothing of the file stays in this process's memory."
+    def __init__(self, fd:int, offset:int, row_bytes:int): self.fd, self.offset, self.row_bytes = fd, offset, row_bytes
+    def __setitem__(self, k:int, row): os.pwrite(self.fd, np.ascontiguousarray(row, dtype=np.uint8).tobytes(), self.offset + k * self.row_bytes)
+
+def _decode_npy(files, size, nc, fn, where):
+    "Decode `files` into the `.npy` file `fn`, then write its JSON index: both atomically."
+    fn.parent.mkdir(parents=True, exist_ok=True)
+    tmp = fn.with_name(f'.{fn.name}.{os.getpid()}.tmp')
+    try:
+        mm = np.lib.format.open_memmap(tmp, mode='w+', dtype=np.uint8, shape=(len(files), nc, size, size))   # the header and the size
+        offset = mm.offset; del mm
+        fd = os.open(tmp, os.O_WRONLY)
+        try:
+            _, read = load_folder_images(files, size, nc, where=where, out=_RowWriter(fd, offset, nc * size * size))
+            os.fsync(fd)
+        finally: os.close(fd)
+        os.replace(tmp, fn)
+    finally:
+        if tmp.exists(): tmp.unlink()
+    skipped = sorted(set(files) - set(read))
+    atomic_write_json(fn.with_suffix('.json'), {'n': len(read), 'files': [str(f) for f in read], 'skipped': [str(f) for f in skipped]})
+
+def _load_cached(files, size, nc, cache, where, on_disk:bool=False) -> tuple:
+    "`(images, files read, files skipped)`, decoded once and then read from `cache` (True: `cache_dir()`, or a folder); `on_disk`: a `.npy` file read in place."
     if cache is False or cache is None:
+        if on_disk: raise DataError("on_disk=True keeps the decoded images in the cache folder: use cache=True or a folder, not cache=False")
         x, read = load_folder_images(files, size, nc, where=where)
         return x, read, sorted(set(files) - set(read))
-    fn = (cache_dir() if cache is True else Path(cache))/f'images-{_cache_key(files, size, nc)}.pt'
+    stem = (cache_dir() if cache is True else Path(cache))/f'images-{_cache_key(files, size, nc)}'
+    if on_disk:
+        fn = stem.with_suffix('.npy')
+        cached = fn.exists() and fn.with_suffix('.json').exists()
+        if not cached: _decode_npy(files, size, nc, fn, where)         # says the skipped files itself
+        d = json.loads(fn.with_suffix('.json').read_text())
+        skipped = [Path(f) for f in d['skipped']]
+        if cached: report_skipped(skipped, len(files))
+        return DiskImages(fn, n=d['n']), [Path(f) for f in d['files']], skipped
+    fn = stem.with_suffix('.pt')
     if fn.exists():
         d = torch.load(fn)
         skipped = [Path(f) for f in d.get('skipped', [])]
@@ -254,14 +372,24 @@ def _load_cached(files, size, nc, cache, where) -> tuple:
 # %% ../nbs/00_data.ipynb #d47ef09c
 def _is_cat(f): return Path(f).name[:1].isupper()
 
+def _ram_hint(n:int, nc:int, size:int):
+    "A line on standard error when `n` decoded images would take more than a quarter of this machine's memory."
+    try: ram = os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+    except (ValueError, OSError, AttributeError): return
+    need = n * nc * size * size
+    if need > ram / 4:
+        print(f"{n:,} images at {size} px take {need / 2**30:.1f} GiB decoded, more than a quarter of this machine's "
+              f"{ram / 2**30:.0f} GiB: consider on_disk=True (dcgan_train --on-disk) to read them from disk", file=sys.stderr, flush=True)
+
 def source_images(source='digits', size:int=32, labels=None, n_channels:int=None, root=None, max_items:int=None,
-                  cache=True) -> tuple:
-    "Load `source` as (uint8 images (N, C, size, size), labels or None, vocab or None, description, files skipped)."
+                  cache=True, on_disk:bool=False) -> tuple:
+    "Load `source` as (uint8 images (N, C, size, size): a tensor, or `DiskImages` with `on_disk`; labels or None, vocab or None, description, files skipped)."
     size = check_size(size)
     if isinstance(source, str) and source.lower() == 'digits':
         x, y = digits_images(size)
         if n_channels == 3: x = x.expand(-1, 3, -1, -1).contiguous()
         if max_items: x, y = x[:max_items], y[:max_items]
+        if on_disk: raise DataError("on_disk=True reads a decoded folder from disk; the embedded digits are small and always in memory")
         return x, (y if labels else None), (list(map(str, range(10))) if labels else None), f'digits (scikit-learn, {len(x):,} real 8x8 images)', []
     name = str(source).lower()
     if isinstance(source, str) and name in DATASETS:
@@ -288,7 +416,8 @@ def source_images(source='digits', size:int=32, labels=None, n_channels:int=None
         if not files: raise DataError(f"None of the images in {folder} is listed in {attr_file}")
     if max_items: files = files[:max_items]
     n_channels = n_channels or guess_channels(files)
-    x, read, skipped = _load_cached(files, size, n_channels, cache, folder)
+    if not on_disk: _ram_hint(len(files), n_channels, size)
+    x, read, skipped = _load_cached(files, size, n_channels, cache, folder, on_disk)
     y, vocab = None, None
     if labels == 'folder':
         vocab = sorted({f.parent.name for f in read})
@@ -300,10 +429,11 @@ def source_images(source='digits', size:int=32, labels=None, n_channels:int=None
 
 # %% ../nbs/00_data.ipynb #7e20352a
 def gan_dataloaders(source='digits', size:int=32, bs:int=64, nz:int=100, noise:str='normal', labels=None,
-                    n_channels:int=None, root=None, max_items:int=None, cache=True, device=None, **kwargs) -> DataLoaders:
+                    n_channels:int=None, root=None, max_items:int=None, cache=True, on_disk:bool=False,
+                    device=None, **kwargs) -> DataLoaders:
     "fastai `DataLoaders` of `(noise, [label,] image)` batches in [-1, 1] from `source`: 'digits', a data set name, or a folder."
     device = default_device(device)        # the GPU when there is one: batches move there as uint8 and are scaled there
-    x, y, vocab, desc, skipped = source_images(source, size, labels, n_channels, root, max_items, cache)
+    x, y, vocab, desc, skipped = source_images(source, size, labels, n_channels, root, max_items, cache, on_disk)
     train = GANDataLoader(x, y, nz=nz, noise=noise, bs=bs, vocab=vocab, source=desc, device=device, skipped=skipped, **kwargs)
     valid = GANDataLoader(x[:0], None if y is None else y[:0], nz=nz, noise=noise, bs=bs, shuffle=False, drop_last=False,
                           vocab=vocab, source=desc, device=device)

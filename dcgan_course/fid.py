@@ -527,7 +527,7 @@ def _run_path(learn, path):
 
 class FIDCallback(Callback):
     "Every `every` epochs: FID (and KID) of `n_samples` generated vs real images, logged as recorder metrics; keeps the best generator."
-    order = Recorder.order - 10   # before the Recorder, which reads the metric names in before_fit
+    order, rank0_only = Recorder.order - 10, True   # before the Recorder, which reads the metric names in before_fit
     def __init__(self, every:int=1, n_samples:int=1000, kid:bool=True, seed:int=0, bs:int=50, device=None, weights=None,
                  path=None, save_best:bool=True, feature_fn=None, cache:bool=True, progress:bool=False):
         if int(every) < 1: raise ValueError(f"every must be a positive number of epochs, got {every}")

@@ -211,7 +211,7 @@ class GANMonitor(Callback):
     `events`, and adds the metrics `warnings`, `d_grad`, `g_grad`, `diversity` (columns of the progress table and `metrics.csv`).
     Gradient norms and diversity are measured on the learner's check batches (`learn.at_check()`: every `check_every` batches and the
     last of an epoch); every critic loss counts. Values stay on the device and are read in one go on those batches."""
-    order = 45   # before the Recorder (50) reads the metric names and values
+    order, rank0_only = 45, True   # before the Recorder (50) reads the metric names and values
     def __init__(self, crit_loss_eps:float=0.01, patience:int=20, max_grad_norm:float=100., min_diversity:float=0.1, warn:bool=True):
         store_attr('crit_loss_eps,patience,max_grad_norm,min_diversity,warn')
         self.events = []

@@ -111,6 +111,7 @@ class DCGANLearner(Learner):
         self.recorder.train_metrics, self.recorder.valid_metrics = True, False
         self.recorder.smooth_loss = _DeviceSmoothLoss(self.recorder.smooth_loss.beta)
         self.first_epoch, self.gen_mode = 0, False
+        self.dist, self.world_size = None, 1   # set by `DistributedGAN` (09_distributed) when several processes train together
 
     @property
     def generator(self): return self.model.generator
@@ -182,7 +183,12 @@ def check_finite(self:DCGANLearner):
     w, self._watch = self._watch, []
     if not w: return
     ok = torch.isfinite(torch.stack([l.float().reshape(()) for *_, l in w]))
-    if bool(ok.all()): return
+    n_bad = (~ok).sum()
+    if self.dist is not None: n_bad = self.dist.total(n_bad)    # summed over the processes: a NaN in any of them stops them all
+    if not int(n_bad): return
+    if bool(ok.all()):
+        raise NonFiniteLossError(f"A loss became non-finite in another process, at epoch {self.epoch} by batch {self.iter}; this process "
+                                 "stopped with it. Training stopped before any checkpoint or sample was written from it. Try a lower learning rate.")
     epoch, it, gen_mode, l = w[int((~ok).nonzero()[0, 0])]
     raise NonFiniteLossError(f"The {'generator' if gen_mode else 'critic'} loss became {l.item()} at epoch {epoch}, batch {it}. "
                              "Training stopped before any checkpoint or sample was written from it; the last checkpoint written is kept. "
@@ -359,7 +365,7 @@ def show_grid(imgs:torch.Tensor, nrow:int=None, title:str=None, figsize=(5, 5), 
 # %% ../nbs/02_learner.ipynb #7a70fa45
 class SampleGrid(Callback):
     "Generate a fixed-noise grid after every `every` epochs; save it under `path` and/or keep it for `show`."
-    order = 60
+    order, rank0_only = 60, True    # with several processes, only the first writes files (09_distributed)
     def __init__(self, n:int=64, every:int=1, path=None, seed:int=42, show:bool=False, cond=None):
         store_attr('n,every,seed,show'); self.fixed_cond = cond; self.path = None if path is None else Path(path); self.grids = {}
 
@@ -391,7 +397,7 @@ class SampleGrid(Callback):
 # %% ../nbs/02_learner.ipynb #1a141177
 class MetricsCSV(Callback):
     "Append a row of the recorder's metrics and the epoch time to `fname` after every epoch (a new column rewrites the file with all columns)."
-    order = 55  # after the Recorder (50) has the epoch's values
+    order, rank0_only = 55, True  # after the Recorder (50) has the epoch's values
     def __init__(self, fname): self.fname = Path(fname)
     def before_epoch(self): self.t0 = time.time()
     def after_epoch(self):
@@ -399,6 +405,7 @@ class MetricsCSV(Callback):
         row = {'epoch': self.epoch + 1}
         for k, v in zip(names, self.learn.final_record):
             row[k] = '' if v is None else f'{float(v):.6g}'
+        row['world_size'], row['global_bs'] = self.learn.world_size, self.dls.train.bs * self.learn.world_size   # processes, images per step
         row['seconds'] = f'{time.time() - self.t0:.2f}'
         write_metrics_row(self.fname, row)
 
@@ -498,7 +505,7 @@ def load_checkpoint(self:DCGANLearner, fname) -> int:
 # %% ../nbs/02_learner.ipynb #8cb3460b
 class Checkpoint(Callback):
     "After every `every` epochs, write `checkpoint.pth` and `generator.pth` into `path` (atomically)."
-    order = 70
+    order, rank0_only = 70, True
     def __init__(self, path, every:int=1, extra:dict=None): store_attr('every,extra'); self.path = Path(path)
     def after_epoch(self):
         if (self.epoch + 1) % self.every and self.epoch + 1 != self.n_epoch: return

@@ -20,6 +20,8 @@ from .hacks import hack_callbacks
 from .conditional import conditional_nets, balance_dls
 from .fid import FIDCallback
 from .tensorboard import TensorBoardCallback
+from .distributed import rank_world, rank0_first
+import torch.distributed as dist
 
 # %% auto #0
 __all__ = ['CRITICS', 'COND_CRITICS', 'RECIPES', 'Recipe', 'load_recipe', 'recipe_dls', 'recipe_nets', 'recipe_callbacks',
@@ -44,6 +46,8 @@ class Recipe:
     data_root: str = _f(None, "folder that holds the named data set; none: $DCGAN_DATA, else fastai's data folder", 'data')
     size: int = _f(32, 'image side in pixels: a power of two, at least 16', 'data', type=int)
     max_items: int = _f(None, 'use at most this many images', 'data', type=int)
+    on_disk: bool = _f(False, "keep the decoded images in a .npy file and read each batch from it, instead of RAM: data bigger than memory (00_data)",
+                       'data')
     noise: str = _f('normal', "distribution of z (uniform: the DCGAN paper's; it beat the normal one at 16 px in 21_ablation)", 'data',
                     choices=NOISES)
     # training
@@ -86,6 +90,8 @@ class Recipe:
     fid_samples: int = _f(1000, 'generated and real images per FID (about 0.2 s each on a CPU)', 'FID (04_fid)', type=int, metavar='M')
     tensorboard: bool = _f(False, "write losses, D(x), D(G(z)), FID and the sample grid for TensorBoard under the run folder (08_tensorboard)",
                            'logging')
+    sync_bn: bool = _f(False, 'with several processes (torchrun): SyncBatchNorm, batch statistics over the global batch (CUDA; 09_distributed)',
+                       'several processes (09_distributed)')
     # conditioning
     conditional: bool = _f(False, 'condition on the class labels of the data (digit classes, sub-folder names)', 'conditional GANs (05_conditional)')
     attrs: str = _f(None, "condition on these CelebA attributes, e.g. 'Smiling,Eyeglasses,Male'", 'conditional GANs (05_conditional)')
@@ -216,6 +222,7 @@ def recipe_dls(r:Recipe, # the recipe: data, size, batch, noise, labels, balance
     "The `DataLoaders` of recipe `r`."
     source = r.data if data is None else data
     kw = dict(size=r.size, bs=r.bs, nz=r.nz, noise=r.noise, labels=r.labels, max_items=r.max_items, **kwargs)
+    if r.on_disk: kw['on_disk'] = True
     dls = source.dls(**kw) if hasattr(source, 'dls') else gan_dataloaders(source, root=r.data_root, **kw)
     if r.labels and dls.labels is None:
         raise DataError(f"{source!r} has no labels to condition on: use a folder with one sub-folder per class, 'digits', 'mnist', "
@@ -258,18 +265,19 @@ def recipe_learner(r:Recipe, # what to train
                    fid_kwargs:dict=None, # more `FIDCallback` arguments
                    **kwargs, # more `dcgan_learner` arguments (`show`, ...)
                   ):
-    "The one trainer: a `DCGANLearner` for recipe `r` with its nets, optimizer and callbacks; seeded by `r.seed`."
-    if dls is None: dls = recipe_dls(r)
+    "The one trainer: a `DCGANLearner` for recipe `r` with its nets, optimizer and callbacks; seeded by `r.seed`; data-parallel under torchrun."
+    if dls is None: dls = rank0_first(recipe_dls, r)    # with several processes, the first decodes and caches, then the others read
     set_seed(r.seed)       # after the data, so that a run is the same whether its DataLoaders were made here or by the caller
     G, D = recipe_nets(r, dls)
     lr = r.lr if r.lr_d is None else [r.lr, r.lr_d]          # one learning rate per parameter group: the generator's, the critic's
     learn = dcgan_learner(dls, G, D, lr=lr, beta1=r.beta1, n_crit=r.n_crit, path=path, n_samples=r.n_samples,
                           cbs=recipe_callbacks(r, path, **(fid_kwargs or {})) + list(cbs or []), **kwargs)
     learn.recipe = r
-    if path is not None:
+    if path is not None and rank_world()[0] == 0:     # with several processes, the first writes
         r.save(Path(path)/'recipe.json')
         skipped = getattr(dls.train, 'skipped', None)
         if skipped: atomic_write_text(Path(path)/'skipped_files.txt', ''.join(f'{f}\n' for f in skipped))
     dev = default_device(device)
     learn.model.to(dev); learn.dls.device = dev
+    if dist.is_available() and dist.is_initialized(): learn.to_distributed(sync_bn=r.sync_bn)   # started by torchrun (09_distributed)
     return learn

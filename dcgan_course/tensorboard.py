@@ -17,7 +17,7 @@ __all__ = ['TensorBoardCallback']
 # %% ../nbs/08_tensorboard.ipynb #2b3b677c
 class TensorBoardCallback(Callback):
     "Every `every` epochs: the recorder's metrics as scalars (`gan/<name>`) and the fixed-noise grid as an image, in `log_dir`."
-    order = Recorder.order + 1        # after the Recorder has the epoch's values
+    order, rank0_only = Recorder.order + 1, True       # after the Recorder has the epoch's values
     def __init__(self, log_dir=None, # where the event files go (default: the run folder's `tensorboard/`)
                  every:int=1, # epochs between grids (scalars are written every epoch)
                  n_samples:int=64, # images in the grid, when the learner has no `SampleGrid` to share

@@ -93,3 +93,51 @@ def test_disk_cache_round_trip(tmp_path):
     assert torch.equal(a, b)
     write_png(tmp_path/'c'/'new.png', (20, 20), 'RGB', seed=9)   # a changed folder is not served from the old cache
     assert len(gan_dataloaders(tmp_path/'c', size=16, bs=2).images) == 5
+
+
+DISK_RUN = r'''
+import sys
+import numpy as np, torch
+from dcgan_course.data import DiskImages, GANDataLoader
+def rss():
+    with open('/proc/self/status') as f: return next(int(l.split()[1]) for l in f if l.startswith('VmRSS')) * 1024
+images = DiskImages(sys.argv[1]) if sys.argv[2] == 'disk' else torch.from_numpy(np.load(sys.argv[1], mmap_mode='r'))
+dl = GANDataLoader(images, nz=4, bs=256)
+base = peak = rss()
+n = 0
+for z, img in dl: peak, n = max(peak, rss()), n + len(img)
+print(n, peak - base)
+'''
+
+
+def test_disk_images_read_a_big_file_in_flat_memory(tmp_path):
+    "An epoch over a 512 MB cache: through a memory map the process grows by about the file; read with DiskImages, by about a batch."
+    import subprocess, sys
+    import numpy as np
+    n = 512 * 2**20 // (3 * 64 * 64)
+    mm = np.lib.format.open_memmap(tmp_path/'big.npy', mode='w+', dtype=np.uint8, shape=(n, 3, 64, 64))
+    for i in range(0, n, 4096): mm[i:i + 4096] = (np.arange(i, min(i + 4096, n)) % 251).astype(np.uint8)[:, None, None, None]
+    mm.flush(); del mm
+    (tmp_path/'run.py').write_text(DISK_RUN)
+    def grow(how):
+        r = subprocess.run([sys.executable, str(tmp_path/'run.py'), str(tmp_path/'big.npy'), how], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+        seen, grew = map(int, r.stdout.split())
+        assert seen == n // 256 * 256
+        return grew / 2**20
+    mapped, disk = grow('mmap'), grow('disk')
+    assert mapped > 300, mapped       # the measurement sees the pages a memory map keeps: the test can fail
+    assert disk < 64, disk            # a batch is 3 MB: flat, whatever the file's size
+
+
+def test_on_disk_cache_gives_the_same_images_and_is_reused(tmp_path, digits_folder, capsys):
+    from dcgan_course.data import DiskImages
+    (digits_folder/'3'/'broken.png').write_bytes(b'not a png')
+    mem = gan_dataloaders(digits_folder, size=16, bs=16, labels='folder', cache=False)
+    first = gan_dataloaders(digits_folder, size=16, bs=16, labels='folder', on_disk=True)
+    assert isinstance(first.train.images, DiskImages) and len(first.train.images) == 200
+    assert torch.equal(first.train.images[:], mem.train.images) and torch.equal(first.train.labels, mem.train.labels)
+    again = gan_dataloaders(digits_folder, size=16, bs=16, labels='folder', on_disk=True)
+    assert again.train.images.fname == first.train.images.fname
+    assert capsys.readouterr().err.count('Skipped 1 unreadable image file(s) of 201') == 3   # said on every run, cached or not
+    assert [str(f) for f in again.train.skipped] == [str(digits_folder/'3'/'broken.png')]
