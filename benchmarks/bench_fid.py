@@ -13,8 +13,8 @@ import scipy, scipy.linalg
 import torch
 
 from dcgan_course.data import digits_images
-from dcgan_course.fid import (load_inception, inception_features, frechet_distance, frechet_distance_sqrtm, feature_stats,
-                              fid_from_features)
+from dcgan_course.frechet import frechet_distance, frechet_distance_sqrtm, feature_stats, fid_from_features
+from dcgan_course.inception import load_inception, inception_features
 
 
 def hardware() -> dict:

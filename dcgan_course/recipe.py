@@ -86,8 +86,8 @@ class Recipe:
                                   type=float, metavar='T')
     monitor: bool = _f(True, "ganhacks #8's early-failure warnings", 'GAN hacks (03_hacks)')
     # FID
-    fid_every: int = _f(0, 'compute FID and KID every N epochs (0: never); keeps generator_best_fid.pth', 'FID (04_fid)', type=int, metavar='N')
-    fid_samples: int = _f(1000, 'generated and real images per FID (about 0.2 s each on a CPU)', 'FID (04_fid)', type=int, metavar='M')
+    fid_every: int = _f(0, 'compute FID and KID every N epochs (0: never); keeps generator_best_fid.pth', 'FID (04c_fid)', type=int, metavar='N')
+    fid_samples: int = _f(1000, 'generated and real images per FID (about 0.2 s each on a CPU)', 'FID (04c_fid)', type=int, metavar='M')
     tensorboard: bool = _f(False, "write losses, D(x), D(G(z)), FID and the sample grid for TensorBoard under the run folder (08_tensorboard)",
                            'logging')
     sync_bn: bool = _f(False, 'with several processes (torchrun): SyncBatchNorm, batch statistics over the global batch (CUDA; 09_distributed)',
