@@ -37,13 +37,17 @@ with distributed('cpu'):
         r = RECIPES['digits'].replace(size=16, nf=8, nz=16, bs=16, max_items=256, epochs=2, n_crit=2, flip_labels=0.05,
                                       instance_noise=0.1, label_smoothing=0.9, ema=0.9, monitor=True, seed=3)
         dls = gan_dataloaders('digits', size=16, bs=16, nz=16, max_items=256, device='cpu')
-        seen, make = [], dls.train.create_batch
-        dls.train.create_batch = lambda idxs: (seen.append(list(idxs)), make(idxs))[1]
+        seen, noise, make = [], [], dls.train.create_batch
+        def record(idxs):
+            b = make(idxs)
+            seen.append(list(idxs)); noise.append(b[0])
+            return b
+        dls.train.create_batch = record
         frozen = Frozen()
         learn = recipe_learner(r, dls, path=out/'run', cbs=[frozen])
         learn.fit(r.epochs)
         torch.save(dict(params=[p.detach() for p in learn.model.parameters()], ema=[p for p in learn.ema_generator.parameters()],
-                        buffers=[b for b in learn.model.buffers()], seen=seen, moved=frozen.moved),
+                        buffers=[b for b in learn.model.buffers()], seen=seen, noise=noise, moved=frozen.moved),
                    out/f'rank{rank}.pt')
     elif mode == 'replay':  # no batchnorm: two halves of each batch, averaged, are the whole batch
         d = torch.load(out/'batches.pt')
@@ -93,6 +97,7 @@ def test_two_processes_train_one_gan(tmp_path):
         sb = [i for batch in b['seen'][e * 8:(e + 1) * 8] for i in batch]
         assert not set(sa) & set(sb) and sorted(sa + sb) == list(range(256))
     assert a['seen'][:8] != a['seen'][8:]             # a new split every epoch
+    assert not any(torch.equal(x, y) for x, y in zip(a['noise'], b['noise']))   # each process draws its own noise
     # one set of files, written by process 0, recording two processes
     run = tmp_path/'run'
     assert sorted(p.name for p in run.iterdir()) == ['checkpoint.pth', 'generator.pth', 'metrics.csv', 'recipe.json', 'samples', 'samples.png']
