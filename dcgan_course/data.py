@@ -25,8 +25,8 @@ from .core import new_noise, cache_dir, atomic_save, atomic_write_json, default_
 
 # %% auto #0
 __all__ = ['DATASETS', 'DataError', 'check_size', 'load_image', 'guess_channels', 'report_skipped', 'DecodeProgress',
-           'load_folder_images', 'digits_images', 'find_dataset', 'read_celeba_attrs', 'GANDataLoader', 'DiskImages',
-           'source_images', 'gan_dataloaders']
+           'load_folder_images', 'digits_images', 'find_dataset', 'read_celeba_attrs', 'GANDataLoader', 'source_images',
+           'gan_dataloaders']
 
 # %% ../nbs/00_data.ipynb #569af516
 class DataError(ValueError):
@@ -193,7 +193,7 @@ def read_celeba_attrs(path, attrs=None) -> tuple:
 
 # %% ../nbs/00_data.ipynb #25099ec2
 class GANDataLoader(DataLoader):
-    """Batches of `(noise, [label,] image)` from uint8 images (a tensor in memory, or `DiskImages` on disk); plain tensors, images
+    """Batches of `(noise, [label,] image)` from uint8 images (a tensor in memory, or `disk.DiskImages`); plain tensors, images
     scaled on the device. `shard(rank, world_size)` makes it read one process's share of each epoch (`09_distributed`)."""
     def __init__(self, images:torch.Tensor, labels:torch.Tensor=None, nz:int=100, noise:str='normal', bs:int=64,
                  shuffle:bool=True, drop_last:bool=True, vocab=None, source:str='', skipped=None, **kwargs):
@@ -272,46 +272,6 @@ class GANDataLoader(DataLoader):
         g = make_grid(b[-1][:max_n].cpu(), nrow=int(math.ceil(math.sqrt(min(max_n, len(b[-1]))))), normalize=True, value_range=(-1, 1))
         return show_image(g, **kwargs)
 
-# %% ../nbs/00_data.ipynb #87a3a26c
-class DiskImages:
-    "uint8 images (N, C, H, W) in a `.npy` file, read row by row with `pread`: indexing returns uint8 tensors; memory holds only those rows."
-    dtype = torch.uint8
-    def __init__(self, fname, n:int=None):
-        self.fname, self._fd = Path(fname), None
-        try:
-            with open(self.fname, 'rb') as f:
-                version = np.lib.format.read_magic(f)
-                shape, fortran, dt = (np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0)(f)
-                self.offset = f.tell()
-        except (OSError, ValueError) as e: raise DataError(f"{self.fname} is not a readable .npy image file ({e})") from None
-        if dt != np.uint8 or len(shape) != 4 or fortran:
-            raise DataError(f"{self.fname} holds {dt} {shape}: uint8 images (N, C, H, W) in C order are expected")
-        self.row_shape, self.row_bytes = tuple(shape[1:]), int(np.prod(shape[1:]))
-        self.n = shape[0] if n is None else int(n)
-
-    @property
-    def shape(self): return torch.Size((self.n, *self.row_shape))
-    def __len__(self): return self.n
-    def __repr__(self): return f"DiskImages({self.fname.name}, {tuple(self.shape)})"
-    def __getstate__(self): return {**self.__dict__, '_fd': None}      # a copy (a worker process) opens its own file
-
-    def _file(self) -> int:
-        if self._fd is None: self._fd = os.open(self.fname, os.O_RDONLY)
-        return self._fd
-
-    def __getitem__(self, idx) -> torch.Tensor:
-        if isinstance(idx, slice): idx = np.arange(*idx.indices(self.n))
-        idx = np.asarray(idx.cpu() if isinstance(idx, torch.Tensor) else idx, dtype=np.int64).reshape(-1)
-        if idx.size and (idx.min() < -self.n or idx.max() >= self.n): raise IndexError(f"index out of range for {self.n} images")
-        out, fd = np.empty((len(idx), *self.row_shape), np.uint8), self._file()
-        for k, i in enumerate((idx % max(self.n, 1)).tolist()):
-            if os.preadv(fd, [out[k]], self.offset + i * self.row_bytes) != self.row_bytes:
-                raise DataError(f"{self.fname} is shorter than its header says (row {i}): delete it and the images are decoded again")
-        return torch.from_numpy(out)
-
-    def __del__(self, _close=os.close):     # bound now: at interpreter exit the `os` module may be gone
-        if getattr(self, '_fd', None) is not None: _close(self._fd)
-
 # %% ../nbs/00_data.ipynb #e152cfcc
 def _cache_key(files, size, nc):
     h = hashlib.sha1(f'{size}-{nc}-{len(files)}'.encode())
@@ -319,29 +279,6 @@ def _cache_key(files, size, nc):
         st = os.stat(f)
         h.update(f'{f}|{st.st_size}|{int(st.st_mtime)}'.encode())
     return h.hexdigest()[:16]
-
-class _RowWriter:
-    "`w[k] = row` writes image row `k` of a `.npy` file with `pwrite`: nothing of the file stays in this process's memory."
-    def __init__(self, fd:int, offset:int, row_bytes:int): self.fd, self.offset, self.row_bytes = fd, offset, row_bytes
-    def __setitem__(self, k:int, row): os.pwrite(self.fd, np.ascontiguousarray(row, dtype=np.uint8).tobytes(), self.offset + k * self.row_bytes)
-
-def _decode_npy(files, size, nc, fn, where):
-    "Decode `files` into the `.npy` file `fn`, then write its JSON index: both atomically."
-    fn.parent.mkdir(parents=True, exist_ok=True)
-    tmp = fn.with_name(f'.{fn.name}.{os.getpid()}.tmp')
-    try:
-        mm = np.lib.format.open_memmap(tmp, mode='w+', dtype=np.uint8, shape=(len(files), nc, size, size))   # the header and the size
-        offset = mm.offset; del mm
-        fd = os.open(tmp, os.O_WRONLY)
-        try:
-            _, read = load_folder_images(files, size, nc, where=where, out=_RowWriter(fd, offset, nc * size * size))
-            os.fsync(fd)
-        finally: os.close(fd)
-        os.replace(tmp, fn)
-    finally:
-        if tmp.exists(): tmp.unlink()
-    skipped = sorted(set(files) - set(read))
-    atomic_write_json(fn.with_suffix('.json'), {'n': len(read), 'files': [str(f) for f in read], 'skipped': [str(f) for f in skipped]})
 
 def _load_cached(files, size, nc, cache, where, on_disk:bool=False) -> tuple:
     "`(images, files read, files skipped)`, decoded once and then read from `cache` (True: `cache_dir()`, or a folder); `on_disk`: a `.npy` file read in place."
@@ -351,9 +288,10 @@ def _load_cached(files, size, nc, cache, where, on_disk:bool=False) -> tuple:
         return x, read, sorted(set(files) - set(read))
     stem = (cache_dir() if cache is True else Path(cache))/f'images-{_cache_key(files, size, nc)}'
     if on_disk:
+        from dcgan_course.disk import DiskImages, decode_npy     # the on-disk cache builds on this module (00_disk)
         fn = stem.with_suffix('.npy')
         cached = fn.exists() and fn.with_suffix('.json').exists()
-        if not cached: _decode_npy(files, size, nc, fn, where)         # says the skipped files itself
+        if not cached: decode_npy(files, size, nc, fn, where)         # says the skipped files itself
         d = json.loads(fn.with_suffix('.json').read_text())
         skipped = [Path(f) for f in d['skipped']]
         if cached: report_skipped(skipped, len(files))

@@ -98,7 +98,8 @@ def test_disk_cache_round_trip(tmp_path):
 DISK_RUN = r'''
 import sys
 import numpy as np, torch
-from dcgan_course.data import DiskImages, GANDataLoader
+from dcgan_course.disk import DiskImages
+from dcgan_course.data import GANDataLoader
 def rss():
     with open('/proc/self/status') as f: return next(int(l.split()[1]) for l in f if l.startswith('VmRSS')) * 1024
 images = DiskImages(sys.argv[1]) if sys.argv[2] == 'disk' else torch.from_numpy(np.load(sys.argv[1], mmap_mode='r'))
@@ -131,7 +132,7 @@ def test_disk_images_read_a_big_file_in_flat_memory(tmp_path):
 
 
 def test_on_disk_cache_gives_the_same_images_and_is_reused(tmp_path, digits_folder, capsys):
-    from dcgan_course.data import DiskImages
+    from dcgan_course.disk import DiskImages
     (digits_folder/'3'/'broken.png').write_bytes(b'not a png')
     mem = gan_dataloaders(digits_folder, size=16, bs=16, labels='folder', cache=False)
     first = gan_dataloaders(digits_folder, size=16, bs=16, labels='folder', on_disk=True)
