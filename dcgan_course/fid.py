@@ -21,6 +21,7 @@ from fastai.callback.core import Callback
 
 from .core import new_noise, sample_condition, cache_dir as _cache_root, atomic_save, atomic_write_json
 from .data import DataError
+from .learner import fixed_noise
 from .frechet import MIN_FID_SAMPLES, frechet_distance, feature_stats, fid_from_features, kid_from_features, _warn_few
 from .inception import find_fid_weights, to_inception_input, inception_features, _feature_net, _run_batches, _progress
 
@@ -209,8 +210,7 @@ class FIDCallback(Callback):
         self.device_ = self.device or next(g.parameters()).device
         self.real = real_stats(images, getattr(dl, 'source', ''), self.n, self.seed, self.bs, self.device_, self.weights,
                                self.progress, self.feature_fn, self.cache)
-        gz = torch.Generator().manual_seed(self.seed)
-        self.z = dl.new_noise(self.n, generator=gz) if hasattr(dl, 'new_noise') else torch.randn(self.n, g.nz, 1, 1, generator=gz)
+        self.z = fixed_noise(learn, self.n, self.seed)
         labels = getattr(dl, 'labels', None)
         self.cond = _sample_cond(g, self.n, self.seed, None if labels is None else labels[torch.as_tensor(_pick(len(images), self.n, self.seed))])
         self.run_path = _run_path(learn, self.path)

@@ -10,7 +10,8 @@ from torch import nn
 import torch.nn.functional as F
 from .data import gan_dataloaders   # first: it silences a fastai import-time deprecation warning
 from fastcore.basics import store_attr
-from fastai.learner import Metric
+from fastai.learner import Recorder
+from fastai.metrics import ValueMetric
 from fastai.callback.core import Callback
 
 # %% auto #0
@@ -47,7 +48,7 @@ class LabelSmoothing(Callback):
     """Soft labels for the critic (ganhacks #6): each real target is drawn uniformly from `real` = (low, high) (seed 004: (0.7, 1.2));
     with `fake` = (low, high) fake targets are soft too (seed 004: (0, 0.3)). A single number is a fixed target: `real=0.9` is Salimans et
     al.'s (2016) one-sided smoothing. With `SwapLabels` the ranges are mirrored (real in [1-high, 1-low])."""
-    order = 2
+    order = SwapLabels.order + 1   # targets are changed in the order SwapLabels, LabelSmoothing, FlipLabels
     def __init__(self, real=(0.7, 1.2), fake=None):
         self.real = _range(real, 'real')
         self.fake = None if fake is None else _range(fake, 'fake')
@@ -72,7 +73,7 @@ class FlipLabels(Callback):
     """Flip a random fraction `p` of the critic's targets, `t -> 1 - t`, real and fake alike (ganhacks #6, "occasionally flip the labels";
     HomoGAN (seed 001) and the Simpsons DCGAN (seed 004) flip 5%). Runs after swapping and smoothing, so a soft real 0.9 becomes 0.1.
     `n_flipped`, `n_seen` count what it did in the last fit."""
-    order = 3
+    order = LabelSmoothing.order + 1
     def __init__(self, p:float=0.05):
         if not 0 <= p <= 1: raise ValueError(f"The fraction of labels to flip must be in [0, 1], got {p}")
         self.p = p
@@ -108,16 +109,6 @@ class InstanceNoise(Callback):
     def before_generator(self): self.learn.gen_fake = self._noisy(self.learn.gen_fake)
 
 # %% ../nbs/03_hacks.ipynb #acea69aa
-class _FnMetric(Metric):
-    "A train metric whose epoch value is `fn()` (the recorder reads it once per epoch)."
-    def __init__(self, name, fn): self._name, self.fn = name, fn
-    def reset(self): pass
-    def accumulate(self, learn): pass
-    @property
-    def value(self): return self.fn()
-    @property
-    def name(self): return self._name
-
 def _add_metrics(learn, owner, mets):
     "Add `mets` to the learner's metrics (before the Recorder reads their names): they become columns of the table and `metrics.csv`."
     for m in mets: m.owner = owner
@@ -133,7 +124,7 @@ class SkipCritic(Callback):
     def __init__(self, threshold:float): self.threshold = float(threshold)
     def before_fit(self):
         self.last_gen_loss, self.n_skipped = None, 0
-        self._mets = [_FnMetric('crit_skipped', lambda: self.ep_skipped / max(self.ep_batches, 1))]
+        self._mets = [ValueMetric(lambda: self.ep_skipped / max(self.ep_batches, 1), 'crit_skipped')]
         _add_metrics(self.learn, self, self._mets)
     def before_train(self): self.ep_skipped = self.ep_batches = 0
     def before_batch(self):
@@ -211,16 +202,16 @@ class GANMonitor(Callback):
     `events`, and adds the metrics `warnings`, `d_grad`, `g_grad`, `diversity` (columns of the progress table and `metrics.csv`).
     Gradient norms and diversity are measured on the learner's check batches (`learn.at_check()`: every `check_every` batches and the
     last of an epoch); every critic loss counts. Values stay on the device and are read in one go on those batches."""
-    order, rank0_only = 45, True   # before the Recorder (50) reads the metric names and values
+    order, rank0_only = Recorder.order - 5, True   # before the Recorder reads the metric names and values
     def __init__(self, crit_loss_eps:float=0.01, patience:int=20, max_grad_norm:float=100., min_diversity:float=0.1, warn:bool=True):
         store_attr('crit_loss_eps,patience,max_grad_norm,min_diversity,warn')
         self.events = []
 
     def before_fit(self):
         self.events, self.streak = [], 0
-        self._mets = [_FnMetric('warnings', lambda: self.ep_warnings), _FnMetric('d_grad', lambda: self.ep_grad[False]),
-                      _FnMetric('g_grad', lambda: self.ep_grad[True]),
-                      _FnMetric('diversity', lambda: self.ep_div / self.ep_div_n if self.ep_div_n else None)]
+        self._mets = [ValueMetric(lambda: self.ep_warnings, 'warnings'), ValueMetric(lambda: self.ep_grad[False], 'd_grad'),
+                      ValueMetric(lambda: self.ep_grad[True], 'g_grad'),
+                      ValueMetric(lambda: self.ep_div / self.ep_div_n if self.ep_div_n else None, 'diversity')]
         _add_metrics(self.learn, self, self._mets)
 
     def before_train(self):

@@ -30,8 +30,9 @@ from .layers import Generator, Critic, dcgan_nets
 
 # %% auto #0
 __all__ = ['crit_loss_bce', 'gen_loss_bce', 'NonFiniteLossError', 'dcgan_adam', 'DCGANLearner', 'generate', 'image_grid',
-           'save_grid', 'show_grid', 'SampleGrid', 'MetricsCSV', 'write_metrics_row', 'read_metrics', 'Checkpoint',
-           'load_generator', 'dcgan_learner', 'plain_dcgan_steps', 'ReplayDL', 'replay_dls', 'plot_metrics']
+           'save_grid', 'show_grid', 'fixed_noise', 'fixed_condition', 'SampleGrid', 'MetricsCSV', 'write_metrics_row',
+           'read_metrics', 'Checkpoint', 'load_generator', 'dcgan_learner', 'plain_dcgan_steps', 'ReplayDL',
+           'replay_dls', 'plot_metrics']
 
 # %% ../nbs/02_learner.ipynb #4ad3567f
 def crit_loss_bce(real_pred, fake_pred, real_target, fake_target):
@@ -362,6 +363,25 @@ def show_grid(imgs:torch.Tensor, nrow:int=None, title:str=None, figsize=(5, 5), 
     if title: ax.set_title(title)
     return ax
 
+# %% ../nbs/02_learner.ipynb #ec2bb220
+def fixed_noise(learn, # the learner whose generator is sampled
+                n:int, # how many noise vectors
+                seed:int, # the seed of their own random generator
+               ) -> torch.Tensor:
+    "`n` noise vectors for `learn`'s generator, in its data's distribution (`core.new_noise`), from a random generator seeded by `seed`."
+    g = learn.generator
+    kind = getattr(learn.dls.train, 'noise', None) or getattr(g, 'noise', 'normal')
+    return new_noise(n, g.nz, kind, torch.Generator().manual_seed(seed))
+
+# %% ../nbs/02_learner.ipynb #62b62070
+def fixed_condition(learn, # the learner whose generator is sampled
+                    n:int, # how many conditions
+                    seed:int, # the seed of the attribute rows drawn
+                   ):
+    "The conditions of `n` fixed samples: the classes in turn, or attribute rows drawn from the data (`core.sample_condition`); None if unconditional."
+    g, dl = learn.generator, learn.dls.train
+    return sample_condition(g, n, seed=seed, rows=getattr(dl, 'labels', None) if g.n_attrs else None)
+
 # %% ../nbs/02_learner.ipynb #7a70fa45
 class SampleGrid(Callback):
     "Generate a fixed-noise grid after every `every` epochs; save it under `path` and/or keep it for `show`."
@@ -370,12 +390,8 @@ class SampleGrid(Callback):
         store_attr('n,every,seed,show'); self.fixed_cond = cond; self.path = None if path is None else Path(path); self.grids = {}
 
     def before_fit(self):
-        g = self.learn.generator
-        gen = torch.Generator().manual_seed(self.seed)
-        dl = self.learn.dls.train
-        self.fixed_z = dl.new_noise(self.n, generator=gen) if hasattr(dl, 'new_noise') else new_noise(self.n, g.nz, generator=gen)
-        if self.fixed_cond is None:  # conditional: the classes in turn, or attribute rows drawn from the data (`core.sample_condition`)
-            self.fixed_cond = sample_condition(g, self.n, seed=self.seed, rows=getattr(dl, 'labels', None) if g.n_attrs else None)
+        self.fixed_z = fixed_noise(self.learn, self.n, self.seed)
+        if self.fixed_cond is None: self.fixed_cond = fixed_condition(self.learn, self.n, self.seed)
 
     def sample(self) -> torch.Tensor:
         return generate(self.learn.sample_generator, z=self.fixed_z, cond=self.fixed_cond)

@@ -9,7 +9,7 @@ import torch
 from fastai.callback.core import Callback
 from fastai.learner import Recorder
 from .core import new_noise, sample_condition
-from .learner import SampleGrid, generate, image_grid
+from .learner import SampleGrid, generate, image_grid, fixed_noise, fixed_condition
 
 # %% auto #0
 __all__ = ['TensorBoardCallback']
@@ -31,10 +31,7 @@ class TensorBoardCallback(Callback):
         self.writer = SummaryWriter(str(self.log_dir or Path(self.learn.path)/'tensorboard'))
         self.grid_cb = next((cb for cb in self.learn.cbs if isinstance(cb, SampleGrid)), None)
         if self.grid_cb is None:
-            g, dl = self.learn.generator, self.learn.dls.train
-            gen = torch.Generator().manual_seed(self.seed)
-            self.z = dl.new_noise(self.n_samples, generator=gen) if hasattr(dl, 'new_noise') else new_noise(self.n_samples, g.nz, generator=gen)
-            self.cond = sample_condition(g, self.n_samples, seed=self.seed, rows=getattr(dl, 'labels', None) if g.n_attrs else None)
+            self.z, self.cond = fixed_noise(self.learn, self.n_samples, self.seed), fixed_condition(self.learn, self.n_samples, self.seed)
 
     def _grid(self):
         if self.grid_cb is not None and self.epoch in self.grid_cb.grids: return self.grid_cb.grids[self.epoch]
