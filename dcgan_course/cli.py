@@ -12,8 +12,8 @@ import torch
 from .core import default_device, sample_condition, atomic_write_text
 from .data import DataError
 from .learner import generate, save_grid, load_generator, NonFiniteLossError
-from .recipe import Recipe, RECIPES, load_recipe, recipe_learner, recipe_dls, _flag
-from .distributed import distributed, rank0_first, rank_world
+from .recipe import Recipe, RECIPES, load_recipe, recipe_learner, _flag
+from .distributed import distributed, rank_world
 from .console import plain_progress
 from .fid import compute_fid
 from .inception import FID_WEIGHTS_ENV
@@ -132,7 +132,7 @@ def _train(argv):
 def _fit(r, out, device, resume, **kwargs):
     rank, world = rank_world()
     say = print if rank == 0 else (lambda *a, **k: None)       # with several processes, the first speaks for all
-    learn = recipe_learner(r, rank0_first(recipe_dls, r), path=out, device=device, **kwargs)   # process 0 decodes and caches first
+    learn = recipe_learner(r, path=out, device=device, **kwargs)   # with several processes, process 0 decodes and caches first
     if rank == 0: plain_progress(learn)     # one line per epoch in a log file, bars in a terminal
     dls = learn.dls
     per = f' per process, {world} processes (global batch {r.bs * world})' if world > 1 else ''

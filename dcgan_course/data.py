@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #83379a40
 from __future__ import annotations
-import os, sys, json, math, mmap, time, random, hashlib, warnings
+import os, sys, json, math, time, random, hashlib, warnings
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,7 +21,7 @@ from fastai.data.load import DataLoader
 from fastai.data.core import DataLoaders
 from fastai.data.transforms import get_image_files
 from fastai.torch_core import TensorImage
-from .core import new_noise, cache_dir, atomic_save, atomic_write_json, default_device, NOISES
+from .core import new_noise, cache_dir, atomic_save, default_device, NOISES
 
 # %% auto #0
 __all__ = ['DATASETS', 'DataError', 'check_size', 'load_image', 'guess_channels', 'report_skipped', 'DecodeProgress',

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from .core import atomic_write_json
+from .core import atomic_write, atomic_write_json
 from .data import DataError, load_folder_images
 
 # %% auto #0
@@ -62,19 +62,16 @@ class _RowWriter:
     def __setitem__(self, k:int, row): os.pwrite(self.fd, np.ascontiguousarray(row, dtype=np.uint8).tobytes(), self.offset + k * self.row_bytes)
 
 def decode_npy(files, size, nc, fn, where):
-    "Decode `files` into the `.npy` file `fn`, then write its JSON index: both atomically."
-    fn.parent.mkdir(parents=True, exist_ok=True)
-    tmp = fn.with_name(f'.{fn.name}.{os.getpid()}.tmp')
-    try:
+    "Decode `files` into the `.npy` file `fn`, then write its JSON index: both atomically (`core.atomic_write`)."
+    read = []
+    def write(tmp):
         mm = np.lib.format.open_memmap(tmp, mode='w+', dtype=np.uint8, shape=(len(files), nc, size, size))   # the header and the size
         offset = mm.offset; del mm
         fd = os.open(tmp, os.O_WRONLY)
         try:
-            _, read = load_folder_images(files, size, nc, where=where, out=_RowWriter(fd, offset, nc * size * size))
+            read.extend(load_folder_images(files, size, nc, where=where, out=_RowWriter(fd, offset, nc * size * size))[1])
             os.fsync(fd)
         finally: os.close(fd)
-        os.replace(tmp, fn)
-    finally:
-        if tmp.exists(): tmp.unlink()
+    atomic_write(fn, write)
     skipped = sorted(set(files) - set(read))
     atomic_write_json(fn.with_suffix('.json'), {'n': len(read), 'files': [str(f) for f in read], 'skipped': [str(f) for f in skipped]})

@@ -20,12 +20,16 @@ from .core import default_device
 from .learner import DCGANLearner
 
 # %% auto #0
-__all__ = ['rank_world', 'distributed', 'rank0_first', 'DistributedGAN']
+__all__ = ['is_distributed', 'rank_world', 'distributed', 'rank0_first', 'DistributedGAN']
 
 # %% ../nbs/09_distributed.ipynb #7b79dff0
+def is_distributed() -> bool:
+    "Whether `torch.distributed` is set up in this process (by `distributed()` under torchrun, or by hand)."
+    return dist.is_available() and dist.is_initialized()
+
 def rank_world() -> tuple:
     "`(rank, world size)` of this process: from `torch.distributed` once it is set up, else from `torchrun`'s environment, else `(0, 1)`."
-    if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
+    if is_distributed(): return dist.get_rank(), dist.get_world_size()
     return int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1))
 
 # %% ../nbs/09_distributed.ipynb #0897cc52
@@ -49,7 +53,7 @@ def distributed(device=None, # 'cpu', 'cuda' (this process's GPU, by `LOCAL_RANK
 # %% ../nbs/09_distributed.ipynb #3b6c314e
 def rank0_first(f, *args, **kwargs):
     "`f(*args, **kwargs)` in process 0 first (to decode and cache the data, say), then in the others; one process: just `f`."
-    if not (dist.is_available() and dist.is_initialized()): return f(*args, **kwargs)
+    if not is_distributed(): return f(*args, **kwargs)
     res, err = None, None
     if dist.get_rank() == 0:
         try: res = f(*args, **kwargs)
@@ -82,7 +86,7 @@ class DistributedGAN(Callback):
     "Train a `DCGANLearner` data-parallel over the processes of `torch.distributed`: shards, averaged gradients and values, one writer."
     order = Recorder.order - 10   # averages the gradients in after_backward before GANMonitor (45) reads them
     def before_fit(self):
-        if not (dist.is_available() and dist.is_initialized()):
+        if not is_distributed():
             raise RuntimeError("DistributedGAN needs torch.distributed: start the program with torchrun and train inside distributed()")
         learn, (self.rank, self.world) = self.learn, rank_world()
         if self.rank: _drop_writers(learn)           # callbacks added since `to_distributed`
@@ -128,7 +132,7 @@ def to_distributed(self:DCGANLearner,
                    sync_bn:bool=False, # SyncBatchNorm: batch statistics over all processes (CUDA only)
                   ) -> DCGANLearner:
     "Train over the processes of `torch.distributed` (set up by `distributed()` under torchrun): adds `DistributedGAN`; returns the learner."
-    if not (dist.is_available() and dist.is_initialized()):
+    if not is_distributed():
         raise RuntimeError("to_distributed needs torch.distributed: start the program with torchrun and build the learner inside distributed()")
     if sync_bn:
         if next(self.model.parameters()).device.type != 'cuda':

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04c_fid.ipynb #cd7a605b
 from __future__ import annotations
-import os, json, time, hashlib, warnings, copy
+import os, json, time, hashlib, warnings
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
@@ -23,7 +23,7 @@ from .core import new_noise, sample_condition, cache_dir as _cache_root, atomic_
 from .data import DataError
 from .learner import fixed_noise
 from .frechet import MIN_FID_SAMPLES, frechet_distance, feature_stats, fid_from_features, kid_from_features, _warn_few
-from .inception import find_fid_weights, to_inception_input, inception_features, _feature_net, _run_batches, _progress
+from .inception import find_fid_weights, to_inception_input, inception_features, _feature_net, _run_batches
 
 # %% auto #0
 __all__ = ['FID_PIPELINE', 'image_files', 'folder_features', 'is_run_dir', 'generator_features', 'cache_dir', 'real_stats',

@@ -20,8 +20,7 @@ from .hacks import hack_callbacks
 from .conditional import conditional_nets, balance_dls
 from .fid import FIDCallback
 from .tensorboard import TensorBoardCallback
-from .distributed import rank_world, rank0_first
-import torch.distributed as dist
+from .distributed import rank_world, rank0_first, is_distributed
 
 # %% auto #0
 __all__ = ['CRITICS', 'COND_CRITICS', 'RECIPES', 'Recipe', 'load_recipe', 'recipe_dls', 'recipe_nets', 'recipe_callbacks',
@@ -46,7 +45,7 @@ class Recipe:
     data_root: str = _f(None, "folder that holds the named data set; none: $DCGAN_DATA, else fastai's data folder", 'data')
     size: int = _f(32, 'image side in pixels: a power of two, at least 16', 'data', type=int)
     max_items: int = _f(None, 'use at most this many images', 'data', type=int)
-    on_disk: bool = _f(False, "keep the decoded images in a .npy file and read each batch from it, instead of RAM: data bigger than memory (00_data)",
+    on_disk: bool = _f(False, "keep the decoded images in a .npy file and read each batch from it, instead of RAM: data bigger than memory (00_disk)",
                        'data')
     noise: str = _f('normal', "distribution of z (uniform: the DCGAN paper's; it beat the normal one at 16 px in 21_ablation)", 'data',
                     choices=NOISES)
@@ -279,5 +278,5 @@ def recipe_learner(r:Recipe, # what to train
         if skipped: atomic_write_text(Path(path)/'skipped_files.txt', ''.join(f'{f}\n' for f in skipped))
     dev = default_device(device)
     learn.model.to(dev); learn.dls.device = dev
-    if dist.is_available() and dist.is_initialized(): learn.to_distributed(sync_bn=r.sync_bn)   # started by torchrun (09_distributed)
+    if is_distributed(): learn.to_distributed(sync_bn=r.sync_bn)   # started by torchrun (09_distributed)
     return learn

@@ -5,10 +5,8 @@
 # %% ../nbs/08_tensorboard.ipynb #434d581e
 from __future__ import annotations
 from pathlib import Path
-import torch
 from fastai.callback.core import Callback
 from fastai.learner import Recorder
-from .core import new_noise, sample_condition
 from .learner import SampleGrid, generate, image_grid, fixed_noise, fixed_condition
 
 # %% auto #0
