@@ -35,7 +35,8 @@ def main(argv=None):
     from fastai.torch_core import set_seed
     from dcgan_course.data import gan_dataloaders, digits_images
     from dcgan_course.layers import dcgan_nets
-    from dcgan_course.learner import dcgan_learner, plain_dcgan_steps
+    from dcgan_course.learner import plain_dcgan_steps
+    from dcgan_course.train import dcgan_learner
     from dcgan_course.hacks import hack_callbacks
 
     dev = torch.device(a.device)

@@ -43,7 +43,8 @@ def bench(size, bs, nf, steps, repeats, device='cpu', stock=False, user=True):
     from fastai.torch_core import set_seed
     from dcgan_course.data import gan_dataloaders
     from dcgan_course.layers import dcgan_nets
-    from dcgan_course.learner import DCGANLearner, dcgan_learner, plain_dcgan_steps, replay_dls, gen_loss_bce, crit_loss_bce
+    from dcgan_course.learner import DCGANLearner, plain_dcgan_steps, replay_dls, gen_loss_bce, crit_loss_bce
+    from dcgan_course.train import dcgan_learner
     from dcgan_course.hacks import hack_callbacks
     from fastai.vision.gan import GANLearner
     from fastai.optimizer import Adam

@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 from .core import default_device, sample_condition, atomic_write_text
 from .data import DataError
-from .learner import generate, save_grid, load_generator, NonFiniteLossError
+from .learner import generate, NonFiniteLossError
+from .train import save_grid, load_generator
 from .recipe import Recipe, RECIPES, load_recipe, recipe_learner, _flag
 from .distributed import distributed, rank_world
 from .console import plain_progress
@@ -90,12 +91,13 @@ def run_recipe(run) -> Recipe:
     old = ' (it has a run.json: it was trained before recipes, with another optimizer, so it cannot be resumed; its generator.pth still samples)'
     raise FileNotFoundError(f"Nothing to resume in {run}: no recipe.json{old if (run/'run.json').exists() else f' (was the run started with --out {run}?)'}")
 
-# %% ../nbs/11_cli.ipynb #d89615e9
+# %% ../nbs/11_cli.ipynb #6ec6d564
 def named_recipe(name:str) -> Recipe:
     "The recipe called `name` in `RECIPES`."
     if name not in RECIPES: raise CLIError(f"Unknown recipe {name!r}; known: {', '.join(RECIPES)}")
     return RECIPES[name]
 
+# %% ../nbs/11_cli.ipynb #e0f1f399
 def recipe_from_args(argv) -> tuple:
     "`(recipe, run folder, parsed args)` from `dcgan_train`'s command line."
     args = train_parser().parse_args(argv)

@@ -49,8 +49,10 @@ def digit_classifier(nf:int=16, n_classes:int=10, nc:int=1) -> nn.Module:
     return nn.Sequential(*blk(nc, nf), *blk(nf, 2 * nf), *blk(2 * nf, 4 * nf, False),
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * nf, n_classes))
 
+# %% ../nbs/05_conditional.ipynb #c37d986b
 def _to_size(x, size): return x if x.shape[-1] == size else F.interpolate(x, size=(size, size), mode='bilinear', antialias=True)
 
+# %% ../nbs/05_conditional.ipynb #1c40f730
 @torch.no_grad()
 def classify(classifier:nn.Module, images:torch.Tensor, bs:int=512) -> torch.Tensor:
     "Predicted class of each image in [-1, 1] (resized to the classifier's `size` first)."
@@ -58,6 +60,7 @@ def classify(classifier:nn.Module, images:torch.Tensor, bs:int=512) -> torch.Ten
     size = getattr(classifier, 'size', images.shape[-1])
     return torch.cat([classifier(_to_size(images[i:i + bs].float(), size)).argmax(1) for i in range(0, len(images), bs)])
 
+# %% ../nbs/05_conditional.ipynb #ee405b38
 def train_digit_classifier(epochs:int=6, # passes over the training digits
                            nf:int=16, # width of `digit_classifier`
                            n_valid:int=300, # held-out digits, for `.valid_acc`
@@ -153,6 +156,7 @@ def _attr_columns(by, vocab, n_attrs:int) -> list:
     if unknown: raise DataError(f"Unknown attribute(s) {unknown} in by=; the labels have: {', '.join(vocab)}")
     return [list(vocab).index(n) for n in names]
 
+# %% ../nbs/05_conditional.ipynb #eb3f437a
 def label_combos(labels:torch.Tensor, vocab=None, by=None) -> tuple:
     "Each item's combination id and the combinations: the classes, or the distinct 0/1 rows of the attributes `by` (default all)."
     if labels is None: raise DataError("Balancing needs labels: make the DataLoaders with labels=True or labels='Attr1,Attr2'")
@@ -164,12 +168,14 @@ def label_combos(labels:torch.Tensor, vocab=None, by=None) -> tuple:
     combos, ids = torch.unique(labels[:, cols], dim=0, return_inverse=True)
     return ids, combos
 
+# %% ../nbs/05_conditional.ipynb #973c08f7
 def balanced_weights(labels:torch.Tensor, vocab=None, by=None) -> torch.Tensor:
     "Sampling weights (summing to 1) that give every label combination of `by` the same total weight."
     ids, combos = label_combos(labels, vocab, by)
     counts = torch.bincount(ids, minlength=len(combos)).double()
     return (1. / (counts[ids] * len(combos))).float()
 
+# %% ../nbs/05_conditional.ipynb #e6c63194
 def combo_counts(labels:torch.Tensor, vocab=None, by=None) -> pd.DataFrame:
     "A table of the label combinations: how many images have each, its share of the data, and its share once balanced."
     ids, combos = label_combos(labels, vocab, by)

@@ -52,10 +52,12 @@ def atomic_save(obj, fname) -> Path:
     "`torch.save(obj)` to `fname`, atomically."
     return atomic_write(fname, lambda tmp: torch.save(obj, tmp))
 
+# %% ../nbs/00_core.ipynb #fe27e802
 def atomic_write_text(fname, text:str) -> Path:
     "Write `text` to `fname`, atomically."
     return atomic_write(fname, lambda tmp: Path(tmp).write_text(text))
 
+# %% ../nbs/00_core.ipynb #47e95e55
 def atomic_write_json(fname, obj, indent:int=1) -> Path:
     "Write `obj` as JSON to `fname`, atomically."
     return atomic_write_text(fname, json.dumps(obj, indent=indent) + '\n')

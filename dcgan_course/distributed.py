@@ -22,11 +22,12 @@ from .learner import DCGANLearner
 # %% auto #0
 __all__ = ['is_distributed', 'rank_world', 'distributed', 'rank0_first', 'DistributedGAN']
 
-# %% ../nbs/09_distributed.ipynb #7b79dff0
+# %% ../nbs/09_distributed.ipynb #3bb9426b
 def is_distributed() -> bool:
     "Whether `torch.distributed` is set up in this process (by `distributed()` under torchrun, or by hand)."
     return dist.is_available() and dist.is_initialized()
 
+# %% ../nbs/09_distributed.ipynb #cb16d935
 def rank_world() -> tuple:
     "`(rank, world size)` of this process: from `torch.distributed` once it is set up, else from `torchrun`'s environment, else `(0, 1)`."
     if is_distributed(): return dist.get_rank(), dist.get_world_size()

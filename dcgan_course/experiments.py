@@ -14,7 +14,8 @@ from .data import gan_dataloaders   # first: it silences a fastai import-time de
 import matplotlib.pyplot as plt
 
 from .layers import Critic, MaxPoolCritic
-from .learner import generate, image_grid
+from .learner import generate
+from .train import image_grid
 from .hacks import batch_diversity
 from .recipe import Recipe, RECIPES, recipe_dls, recipe_learner
 from .quality import generator_quality
@@ -37,6 +38,7 @@ def pixel_fd(fake:torch.Tensor, real:torch.Tensor, size:int=8) -> float:
 EXPERIMENT = RECIPES['dcgan'].replace(name='experiment', note="the sweeps' base: the DCGAN paper's recipe at 16 px on the digits, "
                                       "32 channels wide, 10 epochs", size=16, nf=32, epochs=10, seed=0, monitor=True)
 
+# %% ../nbs/20_experiments.ipynb #93bd211c
 def budget_epochs(steps:int, # optimizer steps (batches) the run may take
                   batches:int, # batches per epoch
                  ) -> int:
@@ -44,6 +46,7 @@ def budget_epochs(steps:int, # optimizer steps (batches) the run may take
     if steps % batches: raise ValueError(f"{steps} steps are not a whole number of epochs of {batches} batches: choose another budget")
     return steps // batches
 
+# %% ../nbs/20_experiments.ipynb #ab823d16
 def run_setting(n_eval:int=1000, # samples for `pixel_fd` and `diversity`
                 n_samples:int=64, # samples kept for the grid
                 fid_n:int=None, # also FID and KID (Inception) from this many samples
@@ -97,14 +100,15 @@ def fid_kid(generator, dls, n:int=500, seed:int=0, feature_fn=None) -> dict:
     return dict(fid=fid, kid=kid, kid_std=kid_std, fid_n=n, fid_seconds=time.time() - t0)
 
 # %% ../nbs/20_experiments.ipynb #d23a6582
-def _label(s:dict, keys) -> str:
-    if s.get('label'): return s['label']
-    return ', '.join(f"{k}={s[k]}" for k in keys) or 'baseline'
-
 def grid(**axes) -> list:
     "All combinations of the values in `axes`: `grid(lr=[1e-4, 2e-4], bs=[32, 64])` -> 4 setting dicts."
     keys = list(axes)
     return [dict(zip(keys, vals)) for vals in itertools.product(*(axes[k] for k in keys))]
+
+# %% ../nbs/20_experiments.ipynb #93874f6b
+def _label(s:dict, keys) -> str:
+    if s.get('label'): return s['label']
+    return ', '.join(f"{k}={s[k]}" for k in keys) or 'baseline'
 
 def _key(s:dict, kwargs:dict) -> str:
     full = EXPERIMENT.replace(**{k: v for k, v in s.items() if k != 'label'}).to_dict()
@@ -145,6 +149,7 @@ def plot_sweep(df:pd.DataFrame, ys=('pixel_fd', 'diversity', 'crit_loss', 'gen_l
     if title: plt.suptitle(title, y=1.02)
     return axs
 
+# %% ../nbs/20_experiments.ipynb #0e5bb2a1
 def show_samples(df:pd.DataFrame, n:int=36, seed:int=None, ncols:int=None):
     "The sample grid of each run (of seed `seed`, default the first), titled by its label."
     rows = df if seed is None else df[df.seed == seed]
@@ -158,6 +163,7 @@ def show_samples(df:pd.DataFrame, n:int=36, seed:int=None, ncols:int=None):
         ax.imshow(g.permute(1, 2, 0).numpy()); ax.set_title(r['label'], fontsize=8)
     plt.tight_layout()
 
+# %% ../nbs/20_experiments.ipynb #8d0f0584
 def summary(df:pd.DataFrame, cols=('pixel_fd', 'diversity', 'd_real', 'd_fake', 'crit_loss', 'gen_loss', 'warnings', 'steps', 'seconds')):
     "Mean of the measures per setting (over seeds), in the order of the sweep."
     cols = [c for c in cols if c in df] + [c for c in ('confident', 'min_share', 'fid', 'kid') if c in df]

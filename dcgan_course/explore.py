@@ -13,7 +13,8 @@ from torch import nn
 import torch.nn.functional as F
 from PIL import Image
 import ipywidgets as W
-from .learner import generate, image_grid
+from .learner import generate
+from .train import image_grid
 from .core import sample_condition, label_index, parse_attrs
 
 # %% auto #0
@@ -28,16 +29,19 @@ def _ts(t) -> tuple:
     tt = torch.as_tensor(t, dtype=torch.float32)
     return tt.reshape(-1), tt.ndim == 0
 
+# %% ../nbs/06_explore.ipynb #764a2d2a
 def _vec(z) -> torch.Tensor:
     "One latent vector: drop a leading batch dimension of 1, keep the rest of the shape, as float."
     z = torch.as_tensor(z).float()
     return z[0] if z.ndim > 1 and z.shape[0] == 1 else z
 
+# %% ../nbs/06_explore.ipynb #0e7aea14
 def _check_pair(z0, z1):
     z0, z1 = _vec(z0), _vec(z1)
     if z0.shape != z1.shape: raise ValueError(f"z0 and z1 must have the same shape, got {tuple(z0.shape)} and {tuple(z1.shape)}")
     return z0, z1
 
+# %% ../nbs/06_explore.ipynb #fac27885
 def lerp(z0, z1, t) -> torch.Tensor:
     "Linear interpolation `(1 - t) z0 + t z1`; for a sequence of `t` the results are stacked along a new first dimension."
     z0, z1 = _check_pair(z0, z1)
@@ -46,6 +50,7 @@ def lerp(z0, z1, t) -> torch.Tensor:
     out = (1 - w) * z0 + w * z1
     return out[0] if single else out
 
+# %% ../nbs/06_explore.ipynb #0e428269
 def slerp(z0, z1, t, eps:float=1e-6) -> torch.Tensor:
     "Spherical interpolation along the great circle from `z0` to `z1` (the straight line when they are parallel); stacked for several `t`."
     z0, z1 = _check_pair(z0, z1)
@@ -60,6 +65,7 @@ def slerp(z0, z1, t, eps:float=1e-6) -> torch.Tensor:
     out = out.float().view(len(ts), *z0.shape)
     return out[0] if single else out
 
+# %% ../nbs/06_explore.ipynb #4847caaa
 def interpolate(z0, z1, steps:int=8, method:str='slerp') -> torch.Tensor:
     "`steps` latent vectors from `z0` to `z1` inclusive, stacked: `method` is 'slerp' (great circle) or 'lerp' (straight line)."
     if method not in ('slerp', 'lerp'): raise ValueError(f"method must be 'slerp' or 'lerp', got {method!r}")
@@ -78,6 +84,7 @@ def seed_latent(generator, seed:int) -> torch.Tensor:
     if getattr(g, 'noise', 'normal') == 'uniform': return torch.rand(1, g.nz, 1, 1, generator=rng)[0] * 2 - 1
     return torch.randn(1, g.nz, 1, 1, generator=rng)[0]
 
+# %% ../nbs/06_explore.ipynb #c79a5201
 def _cond(g, n, label=None, attrs=None, seed=None, vocab=None):
     "One condition (the first of `sample_condition`) repeated `n` times: the same class or attributes for every image."
     c = sample_condition(g, 1, label, attrs, seed, vocab)
@@ -134,11 +141,13 @@ def to_pil(imgs:torch.Tensor, scale:int=1, nrow:int=None) -> Image.Image:
     im = Image.fromarray(a[..., 0], mode='L') if a.shape[-1] == 1 else Image.fromarray(a, mode='RGB')
     return im.resize((im.width * scale, im.height * scale), Image.NEAREST) if scale != 1 else im
 
+# %% ../nbs/06_explore.ipynb #50cb3601
 def png_bytes(imgs:torch.Tensor, scale:int=1, nrow:int=None) -> bytes:
     "PNG-encoded bytes of `to_pil(imgs, scale, nrow)`."
     buf = io.BytesIO(); to_pil(imgs, scale, nrow).save(buf, format='png')
     return buf.getvalue()
 
+# %% ../nbs/06_explore.ipynb #e85befd5
 def save_gif(frames, fname, duration:int=80, scale:int=4, nrow:int=None, loop:int=0) -> Path:
     "Save `frames` (images (T, C, H, W), batches (T, n, C, H, W) or a list of either) in [-1, 1] as an animated GIF; `duration` ms each."
     frames = list(frames)
@@ -150,6 +159,7 @@ def save_gif(frames, fname, duration:int=80, scale:int=4, nrow:int=None, loop:in
     tmp.replace(fname)
     return fname
 
+# %% ../nbs/06_explore.ipynb #adfab47e
 def interpolation_frames(generator, seeds=(0, 1, 2, 3), steps:int=12, method:str='slerp', closed:bool=True, label=None, attrs=None,
                          vocab=None) -> torch.Tensor:
     "Images along `method` paths through the noise of `seeds` in turn (and back to the first if `closed`), `steps` per leg, no repeats."
@@ -168,6 +178,7 @@ def latent_arithmetic(a, b, c) -> torch.Tensor:
         return v.mean(0) if v.ndim in (2, 4) else v
     return m(a) - m(b) + m(c)
 
+# %% ../nbs/06_explore.ipynb #f3659cba
 def attribute_direction(zs, has) -> torch.Tensor:
     "The mean latent vector of the samples that have an attribute (`has` True/1) minus the mean of those that do not."
     zs, has = torch.as_tensor(zs).float(), torch.as_tensor(has).bool().reshape(-1)
@@ -175,6 +186,7 @@ def attribute_direction(zs, has) -> torch.Tensor:
     if has.all() or not has.any(): raise ValueError("attribute_direction needs samples with and without the attribute")
     return zs[has].mean(0) - zs[~has].mean(0)
 
+# %% ../nbs/06_explore.ipynb #9721d098
 def jitter(z, n:int=8, scale:float=0.25, seed:int=0) -> torch.Tensor:
     "`n` copies of `z` plus uniform noise in [-scale, scale] (Radford et al. showed arithmetic results this way)."
     z = _vec(z)
@@ -216,6 +228,7 @@ def explorer_latent(generator, seed_a:int=0, seed_b:int=1, t:float=0., offsets:d
         z[int(d)] += float(v)
     return z.view(1, -1, 1, 1)
 
+# %% ../nbs/06_explore.ipynb #20a55ed9
 def explorer_condition(generator, label=None, attrs=None, vocab=None):
     "The explorer's condition for one image: class `label` (name or index) or `attrs` (names switched on, or 0/1 values); None if unconditional."
     g = _gen(generator)
@@ -231,6 +244,7 @@ def explorer_condition(generator, label=None, attrs=None, vocab=None):
         return parse_attrs({a: 1 for a in attrs}, vocab or [f'attr{i}' for i in range(g.n_attrs)], default=0.)[None]
     return None
 
+# %% ../nbs/06_explore.ipynb #660274aa
 def explorer_image(generator, z:torch.Tensor, cond=None, scale:int=4) -> tuple:
     "The image for `z` and `cond` as a tensor (1, C, H, W) and as PNG bytes enlarged `scale` times."
     img = generate(_gen(generator), z=z, cond=cond)

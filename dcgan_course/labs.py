@@ -15,7 +15,8 @@ from .data import gan_dataloaders, find_dataset, DataError, DATASETS, digits_ima
 from fastai.data.core import DataLoaders
 import matplotlib.pyplot as plt
 from .core import sample_condition
-from .learner import generate, show_grid, plot_metrics, read_metrics, image_grid
+from .learner import generate
+from .train import show_grid, plot_metrics, read_metrics, image_grid
 from .fid import FIDCallback
 from .recipe import Recipe, RECIPES, recipe_learner, recipe_dls
 from .explore import latent_explorer, explorer_latent, explorer_condition
@@ -65,6 +66,7 @@ def sample_photos(names=None) -> dict:
         out[name] = np.ascontiguousarray((im[0] if isinstance(im, tuple) else im)[..., :3])
     return out
 
+# %% ../nbs/29_labs.ipynb #37acc130
 def photo_crops(photo:np.ndarray, n:int, size, seed:int=0, min_frac:float=0.45) -> list:
     "`n` random square crops of `photo` (each side a random fraction of its shorter side, at least `min_frac`), randomly mirrored, resized to `size` (an int or (w, h))."
     rng = np.random.default_rng(seed)
@@ -90,6 +92,7 @@ CELEBA_ATTRS = ('5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bal
                 'Mouth_Slightly_Open Mustache Narrow_Eyes No_Beard Oval_Face Pale_Skin Pointy_Nose Receding_Hairline Rosy_Cheeks Sideburns '
                 'Smiling Straight_Hair Wavy_Hair Wearing_Earrings Wearing_Hat Wearing_Lipstick Wearing_Necklace Wearing_Necktie Young').split()
 
+# %% ../nbs/29_labs.ipynb #fd0e0c95
 FIXTURE_SOURCES = {
     'mnist': "scikit-learn's real handwritten digits (8x8, upsampled to 28x28)",
     'cifar10': "crops of scikit-image's sample photographs, one class per photograph",
@@ -98,6 +101,8 @@ FIXTURE_SOURCES = {
     'cats': "crops of scikit-image's photograph of Chelsea the cat, plus non-cat photographs that the cats filter must drop",
     'simpsons': "real LFW faces from scikit-image (gray human faces standing in for cartoon faces)",
 }
+
+# %% ../nbs/29_labs.ipynb #d9819926
 _FIXTURE_N = {'mnist': 6, 'cifar10': 12, 'celeba': 60, 'flowers': 60, 'cats': 48, 'simpsons': 60}
 
 def _save(im, path, **kw):
@@ -109,7 +114,6 @@ def _faces_rgb(n, size, seed):
     idx = np.random.default_rng(seed).permutation(len(x))[:n]
     return [Image.fromarray(x[i, 0].numpy()).resize((size, size), Image.BICUBIC).convert('RGB') for i in idx]
 
-# %% ../nbs/29_labs.ipynb #d9819926
 def make_fixture(name:str, root, n:int=None, seed:int=0) -> Path:
     "Write a small data set of real images in the on-disk layout of data set `name` under `root`; return its image folder. `n`: images (per class for MNIST and CIFAR-10)."
     name, root = name.lower(), Path(root).expanduser()
@@ -189,6 +193,7 @@ class LabData:
 
     def __repr__(self): return f"LabData({self.name!r}, {'FIXTURE' if self.fixture else 'real'}: {self.folder})"
 
+# %% ../nbs/29_labs.ipynb #befef393
 def _looked(root): return ', '.join(str(r) for r in _data_roots(root))
 
 def lab_data(name:str, root=None, fixture_root=None, n:int=None, seed:int=0, quiet:bool=False) -> LabData:
@@ -209,6 +214,7 @@ def lab_data(name:str, root=None, fixture_root=None, n:int=None, seed:int=0, qui
     if not quiet: print(d.note)
     return d
 
+# %% ../nbs/29_labs.ipynb #b8a4ff06
 def real_lab_data(name:str, root=None, download:bool=True, quiet:bool=False) -> LabData|None:
     "The real data set `name`: found under `root`/`$DCGAN_DATA`/fastai's folder or downloaded by fastai; `None` (with a message saying what to get) if it cannot be had."
     name = name.lower()
@@ -240,7 +246,7 @@ class LabRun:
     @property
     def dls(self): return self.learn.dls
     @property
-    def path(self) -> Path: return Path(self.learn.path)
+    def path(self) -> Path: return self.learn.run_dir
     @property
     def rows(self) -> list:
         "The rows of the run's `metrics.csv`, one per epoch."

@@ -27,6 +27,7 @@ def init_dcgan(m:nn.Module):
 # %% ../nbs/01_layers.ipynb #88262d44
 def _pad(ks): return {4: (1, 0), 5: (2, 1), 3: (1, 1)}[ks]
 
+# %% ../nbs/01_layers.ipynb #b0ba53a2
 def up_block(ni:int, nf:int, ks:int=4, bn:bool=True, act:str='relu') -> nn.Sequential:
     "Transposed conv that doubles the size, then batchnorm and ReLU (or LeakyReLU)."
     p, op = _pad(ks)
@@ -35,6 +36,7 @@ def up_block(ni:int, nf:int, ks:int=4, bn:bool=True, act:str='relu') -> nn.Seque
     layers.append(nn.ReLU(inplace=True) if act == 'relu' else nn.LeakyReLU(0.2, inplace=True))
     return nn.Sequential(*layers)
 
+# %% ../nbs/01_layers.ipynb #5dc92f96
 def down_block(ni:int, nf:int, ks:int=4, bn:bool=True, dropout:float=0., sn:bool=False) -> nn.Sequential:
     "Strided conv that halves the size, then batchnorm, LeakyReLU(0.2) and optional dropout."
     p, _ = _pad(ks)

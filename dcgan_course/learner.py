@@ -4,11 +4,10 @@
 
 # %% ../nbs/02_learner.ipynb #836448fe
 from __future__ import annotations
-import os, csv, time, math, random, shutil, warnings
+import warnings
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -16,23 +15,17 @@ from .data import gan_dataloaders   # first: it silences a fastai import-time de
 from fastcore.basics import store_attr, patch
 from fastcore.foundation import L
 from fastai.learner import Learner, Metric
-from fastai.optimizer import OptimWrapper, Optimizer
 from fastai.callback.progress import ProgressCallback
 from fastai.callback.core import Callback, CancelBackwardException, CancelStepException, CancelBatchException, CancelEpochException
-from fastai.optimizer import Adam
+from fastai.optimizer import Adam, OptimWrapper
 from fastai.vision.gan import GANModule
-from fastai.torch_core import set_seed, to_detach
-from torchvision.utils import make_grid, save_image
-import matplotlib.pyplot as plt
+from fastai.torch_core import to_detach
 
-from .core import atomic_save, atomic_write, new_noise, sample_condition
-from .layers import Generator, Critic, dcgan_nets
+from .core import new_noise
 
 # %% auto #0
-__all__ = ['crit_loss_bce', 'gen_loss_bce', 'NonFiniteLossError', 'dcgan_adam', 'DCGANLearner', 'generate', 'image_grid',
-           'save_grid', 'show_grid', 'fixed_noise', 'fixed_condition', 'SampleGrid', 'MetricsCSV', 'write_metrics_row',
-           'read_metrics', 'Checkpoint', 'load_generator', 'dcgan_learner', 'plain_dcgan_steps', 'ReplayDL',
-           'replay_dls', 'plot_metrics']
+__all__ = ['crit_loss_bce', 'gen_loss_bce', 'NonFiniteLossError', 'dcgan_adam', 'DCGANLearner', 'generate', 'plain_dcgan_steps',
+           'ReplayDL', 'replay_dls']
 
 # %% ../nbs/02_learner.ipynb #4ad3567f
 def crit_loss_bce(real_pred, fake_pred, real_target, fake_target):
@@ -97,21 +90,39 @@ def dcgan_adam(params, # parameters, or a list of parameter groups (as fastai's 
 # %% ../nbs/02_learner.ipynb #af006750
 class DCGANLearner(Learner):
     "A fastai `Learner` for a DCGAN: a critic step and a generator step on each batch; the frozen network stays bit-identical."
-    def __init__(self, dls, generator:nn.Module, critic:nn.Module, gen_loss_func=gen_loss_bce, crit_loss_func=crit_loss_bce,
-                 n_crit:int=1, n_gen:int=1, lr:float=2e-4, beta1:float=0.5, beta2:float=0.999, wd:float=0., opt_func=None,
-                 cbs=None, metrics=None, check_every:int=16, compile:bool=False, bf16:bool=False, **kwargs):
+    def __init__(self, dls, # `DataLoaders` whose batches are real images (and conditions)
+                 generator:nn.Module, # noise (and conditions) -> images
+                 critic:nn.Module, # images (and conditions) -> one logit each
+                 gen_loss_func=gen_loss_bce, # `(fake_pred, target)` -> the generator's loss
+                 crit_loss_func=crit_loss_bce, # `(real_pred, fake_pred, real_target, fake_target)` -> the critic's loss
+                 n_crit:int=1, # critic steps per generator step
+                 n_gen:int=1, # generator steps per batch
+                 lr:float=2e-4, # Adam's learning rate, or one per network: `[generator's, critic's]`
+                 beta1:float=0.5, # Adam's beta1
+                 beta2:float=0.999, # Adam's beta2
+                 wd:float=0., # weight decay
+                 opt_func=None, # a fastai optimizer function (default: `dcgan_adam`)
+                 cbs=None, # callbacks
+                 metrics=None, # more fastai metrics
+                 check_every:int=16, # batches between the NaN guard's checks (each one host sync)
+                 compile:bool=False, # compile both networks with `torch.compile`
+                 bf16:bool=False, # forward passes and losses under bf16 autocast
+                 path=None, # the run folder (`learn.run_dir`) callbacks write into (None: nothing is written)
+                 **kwargs, # more fastai `Learner` arguments
+                ):
         if n_crit < 1 or n_gen < 1: raise ValueError(f"n_crit and n_gen must be at least 1, got {n_crit} and {n_gen}")
         if check_every < 1: raise ValueError(f"check_every (batches between NaN checks) must be at least 1, got {check_every}")
         gan = GANModule(generator, critic)
         if opt_func is None: opt_func = partial(dcgan_adam, mom=beta1, sqr_mom=beta2, eps=1e-8, wd=wd)
         metrics = [_PhaseStat(a) for a in ('gen_loss', 'crit_loss', 'd_real', 'd_fake')] + list(metrics or [])
         self._cb_cache, self._watch, self._params = {}, [], None
-        Learner.__init__(self, dls, gan, loss_func=crit_loss_func, opt_func=opt_func, lr=lr, wd=wd, cbs=cbs, metrics=metrics,
+        Learner.__init__(self, dls, gan, loss_func=crit_loss_func, opt_func=opt_func, lr=lr, wd=wd, cbs=cbs, metrics=metrics, path=path,
                          splitter=lambda m: [list(m.generator.parameters()), list(m.critic.parameters())], **kwargs)
         store_attr('gen_loss_func,crit_loss_func,n_crit,n_gen,check_every,compile,bf16')
         self.recorder.train_metrics, self.recorder.valid_metrics = True, False
         self.recorder.smooth_loss = _DeviceSmoothLoss(self.recorder.smooth_loss.beta)
         self.first_epoch, self.gen_mode = 0, False
+        self.run_dir = None if path is None else Path(path)   # the run folder: callbacks write here, and nowhere without one (02a_train)
         self.dist, self.world_size = None, 1   # set by `DistributedGAN` (09_distributed) when several processes train together
 
     @property
@@ -140,22 +151,26 @@ def __call__(self:DCGANLearner, event_name):
                                       if event_name in vars(cb) or hasattr(type(cb), event_name)]
     for cb in todo: cb(event_name)
 
+# %% ../nbs/02_learner.ipynb #9363f785
 @patch
 def _cache_params(self:DCGANLearner):
     g, c = list(self.model.generator.parameters()), list(self.model.critic.parameters())
     self._params = dict(gen=g, crit=c, all=g + c, crit_train=[p for p in c if p.requires_grad])
 
+# %% ../nbs/02_learner.ipynb #a71f4b09
 @patch
 def trained_params(self:DCGANLearner) -> list:
     "The parameters that the current phase steps: the generator's in generator mode (`learn.gen_mode`), else the critic's."
     if self._params is None: self._cache_params()
     return self._params['gen' if self.gen_mode else 'crit']
 
+# %% ../nbs/02_learner.ipynb #9ee37b7d
 @patch
 def _zero_grads(self:DCGANLearner):
     if self._params is None: self._cache_params()
     for p in self._params['all']: p.grad = None
 
+# %% ../nbs/02_learner.ipynb #8bdeae23
 def _plain(b):
     "The batch with fastai's tensor subclasses turned into plain `torch.Tensor`s (no `__torch_function__` dispatch per operation)."
     return tuple(t.as_subclass(torch.Tensor) if isinstance(t, torch.Tensor) and type(t) is not torch.Tensor else t for t in b)
@@ -173,11 +188,13 @@ def one_batch(self:DCGANLearner, i, b):
     self.gen_loss = self.crit_loss = self.d_real = self.d_fake = None
     self._with_events(self._do_one_batch, 'batch', CancelBatchException)
 
+# %% ../nbs/02_learner.ipynb #eb7b30af
 @patch
 def at_check(self:DCGANLearner) -> bool:
     "Whether this batch is one where the learner (and `GANMonitor`) read device values: every `check_every` batches and the last."
     return (self.iter + 1) % self.check_every == 0 or self.iter + 1 == getattr(self, 'n_iter', 0)
 
+# %% ../nbs/02_learner.ipynb #122bbccf
 @patch
 def check_finite(self:DCGANLearner):
     "Raise `NonFiniteLossError` if a loss recorded since the last check is NaN or infinite: one host sync for all of them."
@@ -195,6 +212,7 @@ def check_finite(self:DCGANLearner):
                              "Training stopped before any checkpoint or sample was written from it; the last checkpoint written is kept. "
                              "Try a lower learning rate.")
 
+# %% ../nbs/02_learner.ipynb #bfaff3ab
 @patch
 def _phase_backward_step(self:DCGANLearner):
     self.loss = self.loss_grad.detach()
@@ -206,14 +224,12 @@ def _phase_backward_step(self:DCGANLearner):
     self._zero_grads()
 
 # %% ../nbs/02_learner.ipynb #57cf0a73
-def _set_requires_grad(m, b):
-    for p in m.parameters(): p.requires_grad_(b)
-
 @patch
 def _autocast(self:DCGANLearner):
     "bf16 autocast around the forward passes and losses when `bf16=True` (backward runs outside it, as PyTorch advises)."
     return torch.autocast(self.real.device.type, dtype=torch.bfloat16, enabled=bool(self.bf16))
 
+# %% ../nbs/02_learner.ipynb #a97e6a28
 @patch
 def _critic_phase(self:DCGANLearner):
     self.gen_mode = self.model.gen_mode = False
@@ -271,11 +287,13 @@ def all_batches(self:DCGANLearner):
     Learner.all_batches(self)
     self.check_finite()   # before `after_train` and `after_epoch`: no checkpoint or sample from a non-finite network
 
+# %% ../nbs/02_learner.ipynb #21e3d89a
 @patch
 def _do_epoch(self:DCGANLearner):
     self._do_epoch_train()
     if len(self.dls.loaders) > 1 and len(self.dls.valid): self._do_epoch_validate()   # a GAN usually has no validation set
 
+# %% ../nbs/02_learner.ipynb #34433574
 @patch
 def _do_fit(self:DCGANLearner):
     mbar = getattr(getattr(self, 'progress', None), 'mbar', None)
@@ -284,32 +302,14 @@ def _do_fit(self:DCGANLearner):
         self.epoch = epoch
         self._with_events(self._do_epoch, 'epoch', CancelEpochException)
 
-class _GANProgress(ProgressCallback):
-    "fastai's progress bar, reading the smoothed loss for its comment (a host sync) only on the learner's check batches."
-    @property
-    def name(self): return 'progress'
-    def after_batch(self):
-        self.pbar.update(self.iter + 1)
-        sl = getattr(self.learn, 'smooth_loss', None)
-        if sl is not None and self.learn.at_check(): self.pbar.comment = f'{float(sl):.4f}'
-
+# %% ../nbs/02_learner.ipynb #c95fe49c
 @patch
 def _to_dls_device(self:DCGANLearner):
     "Move the networks to the data's device now (fastai would in `before_fit`), so the optimizer is made for that device."
     dev = getattr(self.dls, 'device', None)
     if dev is not None: self.model.to(dev)
 
-@patch
-def fit(self:DCGANLearner, n_epoch, lr=None, wd=None, cbs=None, reset_opt=False, start_epoch=0):
-    "Train until epoch `n_epoch`, starting at `start_epoch` (as after `load_checkpoint`)."
-    self.first_epoch = start_epoch   # not `start_epoch`: fastai's Recorder uses that name for a timer
-    self._to_dls_device()
-    self._cache_params()
-    self._compile_nets(cbs)
-    p = getattr(self, 'progress', None)
-    if p is not None and type(p) is ProgressCallback: self.remove_cb(p); self.add_cb(_GANProgress())   # `no_bar` puts the stock one back
-    Learner.fit(self, n_epoch, lr=lr, wd=wd, cbs=cbs, reset_opt=reset_opt)
-
+# %% ../nbs/02_learner.ipynb #6ac1d04c
 @patch
 def _compile_nets(self:DCGANLearner, cbs=None):
     "With `compile=True`, compile both networks in place (`nn.Module.compile`: same weights, same `state_dict`), unless a callback needs them eager."
@@ -325,6 +325,27 @@ def _compile_nets(self:DCGANLearner, cbs=None):
         return
     for m in nets:
         if getattr(m, '_compiled_call_impl', None) is None: m.compile()
+
+# %% ../nbs/02_learner.ipynb #fb60cba6
+class _GANProgress(ProgressCallback):
+    "fastai's progress bar, reading the smoothed loss for its comment (a host sync) only on the learner's check batches."
+    @property
+    def name(self): return 'progress'
+    def after_batch(self):
+        self.pbar.update(self.iter + 1)
+        sl = getattr(self.learn, 'smooth_loss', None)
+        if sl is not None and self.learn.at_check(): self.pbar.comment = f'{float(sl):.4f}'
+
+@patch
+def fit(self:DCGANLearner, n_epoch, lr=None, wd=None, cbs=None, reset_opt=False, start_epoch=0):
+    "Train until epoch `n_epoch`, starting at `start_epoch` (as after `load_checkpoint`)."
+    self.first_epoch = start_epoch   # not `start_epoch`: fastai's Recorder uses that name for a timer
+    self._to_dls_device()
+    self._cache_params()
+    self._compile_nets(cbs)
+    p = getattr(self, 'progress', None)
+    if p is not None and type(p) is ProgressCallback: self.remove_cb(p); self.add_cb(_GANProgress())   # `no_bar` puts the stock one back
+    Learner.fit(self, n_epoch, lr=lr, wd=wd, cbs=cbs, reset_opt=reset_opt)
 
 # %% ../nbs/02_learner.ipynb #0ef6dde4
 @torch.no_grad()
@@ -343,226 +364,6 @@ def generate(generator:nn.Module, n:int=None, z:torch.Tensor=None, cond=None, bs
         out = [generator(z[i:i + bs].to(dev), *[c[i:i + bs].to(dev) for c in (cond or ())]).float().cpu() for i in range(0, len(z), bs)]
     finally: generator.train(was_training)
     return torch.cat(out) if out else torch.empty(0)
-
-# %% ../nbs/02_learner.ipynb #e365e76b
-def image_grid(imgs:torch.Tensor, nrow:int=None) -> torch.Tensor:
-    "A (C, H, W) grid in [0, 1] of images in [-1, 1]."
-    nrow = nrow or int(math.ceil(math.sqrt(len(imgs))))
-    return make_grid(imgs.detach().float().cpu(), nrow=nrow, normalize=True, value_range=(-1, 1), pad_value=1.)
-
-def save_grid(imgs:torch.Tensor, fname, nrow:int=None):
-    "Save images in [-1, 1] as one PNG grid, atomically."
-    atomic_write(fname, lambda tmp: save_image(image_grid(imgs, nrow), tmp, format='png'))
-
-def show_grid(imgs:torch.Tensor, nrow:int=None, title:str=None, figsize=(5, 5), ax=None):
-    "Show images in [-1, 1] as a grid with matplotlib."
-    g = image_grid(imgs, nrow)
-    if ax is None: _, ax = plt.subplots(figsize=figsize)
-    ax.imshow(g.permute(1, 2, 0).numpy(), cmap='gray' if g.shape[0] == 1 else None)
-    ax.axis('off')
-    if title: ax.set_title(title)
-    return ax
-
-# %% ../nbs/02_learner.ipynb #ec2bb220
-def fixed_noise(learn, # the learner whose generator is sampled
-                n:int, # how many noise vectors
-                seed:int, # the seed of their own random generator
-               ) -> torch.Tensor:
-    "`n` noise vectors for `learn`'s generator, in its data's distribution (`core.new_noise`), from a random generator seeded by `seed`."
-    g = learn.generator
-    kind = getattr(learn.dls.train, 'noise', None) or getattr(g, 'noise', 'normal')
-    return new_noise(n, g.nz, kind, torch.Generator().manual_seed(seed))
-
-# %% ../nbs/02_learner.ipynb #62b62070
-def fixed_condition(learn, # the learner whose generator is sampled
-                    n:int, # how many conditions
-                    seed:int, # the seed of the attribute rows drawn
-                   ):
-    "The conditions of `n` fixed samples: the classes in turn, or attribute rows drawn from the data (`core.sample_condition`); None if unconditional."
-    g, dl = learn.generator, learn.dls.train
-    return sample_condition(g, n, seed=seed, rows=getattr(dl, 'labels', None) if g.n_attrs else None)
-
-# %% ../nbs/02_learner.ipynb #7a70fa45
-class SampleGrid(Callback):
-    "Generate a fixed-noise grid after every `every` epochs; save it under `path` and/or keep it for `show`."
-    order, rank0_only = 60, True    # with several processes, only the first writes files (09_distributed)
-    def __init__(self, n:int=64, every:int=1, path=None, seed:int=42, show:bool=False, cond=None):
-        store_attr('n,every,seed,show'); self.fixed_cond = cond; self.path = None if path is None else Path(path); self.grids = {}
-
-    def before_fit(self):
-        self.fixed_z = fixed_noise(self.learn, self.n, self.seed)
-        if self.fixed_cond is None: self.fixed_cond = fixed_condition(self.learn, self.n, self.seed)
-
-    def sample(self) -> torch.Tensor:
-        return generate(self.learn.sample_generator, z=self.fixed_z, cond=self.fixed_cond)
-
-    def after_epoch(self):
-        if (self.epoch + 1) % self.every and self.epoch + 1 != self.n_epoch: return
-        imgs = self.sample()
-        self.grids[self.epoch] = imgs
-        if self.path is not None:
-            fn = self.path/'samples'/f'epoch_{self.epoch + 1:03d}.png'
-            save_grid(imgs, fn)
-            atomic_write(self.path/'samples.png', lambda tmp: shutil.copyfile(fn, tmp))   # the latest grid, encoded once
-
-    def after_fit(self):
-        if self.show and self.grids:
-            e = max(self.grids); show_grid(self.grids[e], title=f'epoch {e + 1}')
-            plt.show()
-
-# %% ../nbs/02_learner.ipynb #1a141177
-class MetricsCSV(Callback):
-    "Append a row of the recorder's metrics and the epoch time to `fname` after every epoch (a new column rewrites the file with all columns)."
-    order, rank0_only = 55, True  # after the Recorder (50) has the epoch's values
-    def __init__(self, fname): self.fname = Path(fname)
-    def before_epoch(self): self.t0 = time.time()
-    def after_epoch(self):
-        names = [n for n in self.recorder.metric_names[1:] if n != 'time']
-        row = {'epoch': self.epoch + 1}
-        for k, v in zip(names, self.learn.final_record):
-            row[k] = '' if v is None else f'{float(v):.6g}'
-        row['world_size'], row['global_bs'] = self.learn.world_size, self.dls.train.bs * self.learn.world_size   # processes, images per step
-        row['seconds'] = f'{time.time() - self.t0:.2f}'
-        write_metrics_row(self.fname, row)
-
-def _csv_header(fname):
-    if not fname.exists() or fname.stat().st_size == 0: return None
-    with open(fname, newline='') as f: return next(csv.reader(f), None)
-
-def write_metrics_row(fname, # the CSV file
-                      row:dict # column name -> value
-                     ):
-    "Append `row` to the CSV `fname`; if it has columns the file lacks, rewrite the file atomically with the union of the columns."
-    fname = Path(fname); fname.parent.mkdir(parents=True, exist_ok=True)
-    old = _csv_header(fname)
-    if old is None or set(row) <= set(old):
-        with open(fname, 'a', newline='') as f:
-            w = csv.DictWriter(f, fieldnames=old or list(row), restval='')
-            if old is None: w.writeheader()
-            w.writerow(row)
-        return
-    last = [k for k in ('seconds',) if k in old or k in row]      # keep the epoch time as the last column
-    cols = [k for k in old if k not in last] + [k for k in row if k not in old and k not in last] + last
-    with open(fname, newline='') as f: rows = list(csv.DictReader(f))
-    tmp = fname.with_name(f'.{fname.name}.{os.getpid()}.tmp')
-    try:
-        with open(tmp, 'w', newline='') as f:
-            w = csv.DictWriter(f, fieldnames=cols, restval='')
-            w.writeheader(); w.writerows(rows + [row])
-        os.replace(tmp, fname)
-    finally:
-        if tmp.exists(): tmp.unlink()
-
-def read_metrics(fname) -> list:
-    "The rows of a `metrics.csv` as dicts of floats."
-    with open(fname) as f: return [{k: float(v) if v not in ('', None) else None for k, v in r.items()} for r in csv.DictReader(f)]
-
-# %% ../nbs/02_learner.ipynb #2932366d
-def _gen_meta(learn, max_rows:int=4096) -> dict:
-    "What a generator file needs besides weights: the noise, the class or attribute names, the source, and (attributes) data rows."
-    dl = learn.dls.train
-    lab = getattr(dl, 'labels', None)
-    rows = None
-    if lab is not None and lab.is_floating_point():     # attribute rows, so that `--attrs Smiling=1` draws the others as the data has them
-        rows = lab[torch.randperm(len(lab), generator=torch.Generator().manual_seed(0))[:max_rows]].to(torch.uint8)
-    return dict(noise=getattr(dl, 'noise', 'normal'), vocab=getattr(dl, 'vocab', None), source=getattr(dl, 'source', ''), attr_rows=rows)
-
-def _rng_states() -> dict:
-    "The random states of Python, NumPy, torch's CPU generator and, where CUDA is available, every CUDA device's."
-    d = dict(torch=torch.get_rng_state(), python=random.getstate(), numpy=np.random.get_state())
-    if torch.cuda.is_available(): d['cuda'] = torch.cuda.get_rng_state_all()
-    return d
-
-def _set_rng_states(d:dict):
-    torch.set_rng_state(d['torch'].cpu()); random.setstate(d['python']); np.random.set_state(d['numpy'])
-    if d.get('cuda') is not None and torch.cuda.is_available():
-        for i, s in enumerate(d['cuda'][:torch.cuda.device_count()]): torch.cuda.set_rng_state(s.cpu(), i)
-
-def _opt_state_to_params(opt):
-    "Put every tensor of a fastai `Optimizer`'s state on its parameter's device (PyTorch's optimizers do so in `load_state_dict`)."
-    if not isinstance(opt, Optimizer): return
-    for p, st in opt.state.items():
-        for k, v in st.items():
-            if isinstance(v, torch.Tensor) and v.device != p.device: st[k] = v.to(p.device)
-
-@patch
-def save_generator(self:DCGANLearner, fname):
-    "Save the sampling generator's configuration and weights to `fname`."
-    g = self.sample_generator
-    atomic_save(dict(config=g.config, state_dict=g.state_dict(), **_gen_meta(self)), fname)
-
-@patch
-def save_checkpoint(self:DCGANLearner, fname, epoch:int, extra:dict=None):
-    "Save everything needed to resume after `epoch` epochs."
-    if self.opt is None: self.create_opt()
-    atomic_save(dict(generator=self.generator.state_dict(), critic=self.critic.state_dict(), opt=self.opt.state_dict(),
-                     gen_config=self.generator.config, crit_config=self.critic.config, epoch=epoch,
-                     ema=None if getattr(self, 'ema_generator', None) is None else self.ema_generator.state_dict(),
-                     rng=_rng_states(),
-                     extra=extra or {}, **_gen_meta(self)), fname)
-
-@patch
-def load_checkpoint(self:DCGANLearner, fname) -> int:
-    "Load a checkpoint written by `save_checkpoint`; return the number of epochs it had finished."
-    fname = Path(fname)
-    if not fname.exists(): raise FileNotFoundError(f"No checkpoint to resume from at {fname}")
-    ck = torch.load(fname, map_location='cpu', weights_only=False)
-    self._to_dls_device()
-    self.generator.load_state_dict(ck['generator']); self.critic.load_state_dict(ck['critic'])   # copied into the params, on their device
-    if self.opt is None: self.create_opt()
-    self.opt.load_state_dict(ck['opt'])
-    _opt_state_to_params(self.opt)
-    ema = getattr(self, 'ema_generator', None)
-    if ck.get('ema') is not None and ema is not None:
-        ema.load_state_dict(ck['ema']); ema.to(next(self.generator.parameters()).device)
-    _set_rng_states(ck['rng'])
-    return ck['epoch']
-
-# %% ../nbs/02_learner.ipynb #8cb3460b
-class Checkpoint(Callback):
-    "After every `every` epochs, write `checkpoint.pth` and `generator.pth` into `path` (atomically)."
-    order, rank0_only = 70, True
-    def __init__(self, path, every:int=1, extra:dict=None): store_attr('every,extra'); self.path = Path(path)
-    def after_epoch(self):
-        if (self.epoch + 1) % self.every and self.epoch + 1 != self.n_epoch: return
-        self.learn.save_checkpoint(self.path/'checkpoint.pth', self.epoch + 1, self.extra)
-        self.learn.save_generator(self.path/'generator.pth')
-
-# %% ../nbs/02_learner.ipynb #ba9798dd
-def load_generator(path) -> nn.Module:
-    "A generator (in eval mode) from a run folder, its `generator.pth`, or a `checkpoint.pth`."
-    path = Path(path)
-    if path.is_dir():
-        cands = [path/'generator.pth', path/'checkpoint.pth']
-        path = next((c for c in cands if c.exists()), None)
-        if path is None: raise FileNotFoundError(f"No generator.pth or checkpoint.pth in {cands[0].parent}")
-    if not path.exists(): raise FileNotFoundError(f"No such generator or checkpoint file: {path}")
-    try: ck = torch.load(path, map_location='cpu', weights_only=False)
-    except Exception as e: raise ValueError(f"{path} is not a dcgan_course generator or checkpoint ({e})") from None
-    if not isinstance(ck, dict) or not ({'config', 'gen_config'} & set(ck)):
-        raise ValueError(f"{path} is not a dcgan_course generator or checkpoint")
-    if 'gen_config' in ck: g, sd = Generator(**ck['gen_config']), (ck.get('ema') or ck['generator'])
-    else: g, sd = Generator(**ck['config']), ck['state_dict']
-    g.load_state_dict(sd)
-    g.noise, g.vocab, g.source = ck.get('noise', 'normal'), ck.get('vocab'), ck.get('source', '')
-    g.attr_rows = None if ck.get('attr_rows') is None else ck['attr_rows'].float()
-    return g.eval()
-
-# %% ../nbs/02_learner.ipynb #6d0e8c3b
-def dcgan_learner(dls, generator:nn.Module=None, critic:nn.Module=None, lr:float=2e-4, beta1:float=0.5, beta2:float=0.999,
-                  wd:float=0., n_crit:int=1, n_gen:int=1, path=None, n_samples:int=64, show:bool=None, cbs=None, metrics=None,
-                  net_kwargs:dict=None, compile:bool=False, bf16:bool=False, **kwargs) -> DCGANLearner:
-    "A `DCGANLearner` for `dls`, building the nets if not given; with `path`, samples, `metrics.csv` and checkpoints go there."
-    if generator is None or critic is None:
-        g, c = dcgan_nets(dls, **(net_kwargs or {}))
-        generator, critic = generator or g, critic or c
-    cbs = list(cbs or [])
-    if path is not None:
-        path = Path(path)
-        cbs += [SampleGrid(n_samples, path=path, show=bool(show)), MetricsCSV(path/'metrics.csv'), Checkpoint(path)]
-    elif show: cbs.append(SampleGrid(n_samples, show=True))
-    return DCGANLearner(dls, generator, critic, lr=lr, beta1=beta1, beta2=beta2, wd=wd, n_crit=n_crit, n_gen=n_gen,
-                        cbs=cbs, metrics=metrics, path=path or '.', compile=compile, bf16=bf16, **kwargs)
 
 # %% ../nbs/02_learner.ipynb #5916f5df
 def plain_dcgan_steps(G:nn.Module, D:nn.Module, batches, lr:float=2e-4, betas=(0.5, 0.999)):
@@ -597,14 +398,3 @@ class ReplayDL(DataLoader):
 def replay_dls(batches) -> DataLoaders:
     "`DataLoaders` whose training set replays `batches` and whose validation set is empty."
     return DataLoaders(ReplayDL(batches), ReplayDL([]))
-
-# %% ../nbs/02_learner.ipynb #34c8ca9c
-def plot_metrics(rows_or_path, ax=None):
-    "Plot losses and D(x), D(G(z)) per epoch from `metrics.csv` rows (or its path)."
-    rows = read_metrics(rows_or_path) if isinstance(rows_or_path, (str, Path)) else rows_or_path
-    ep = [r['epoch'] for r in rows]
-    if ax is None: _, ax = plt.subplots(1, 2, figsize=(10, 3))
-    for k in ('gen_loss', 'crit_loss'): ax[0].plot(ep, [r[k] for r in rows], label=k)
-    for k, lab in (('d_real', 'D(x)'), ('d_fake', 'D(G(z))')): ax[1].plot(ep, [r[k] for r in rows], label=lab)
-    ax[0].set_xlabel('epoch'); ax[1].set_xlabel('epoch'); ax[0].legend(); ax[1].legend(); ax[1].set_ylim(0, 1)
-    return ax

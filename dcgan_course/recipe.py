@@ -15,7 +15,7 @@ from .data import gan_dataloaders, DataError
 from fastcore.basics import patch
 from fastai.torch_core import set_seed
 from .layers import Critic, MaxPoolCritic, dcgan_nets
-from .learner import dcgan_learner
+from .train import dcgan_learner
 from .hacks import hack_callbacks
 from .conditional import conditional_nets, balance_dls
 from .fid import FIDCallback
@@ -33,8 +33,11 @@ def _f(default, help:str, group:str, **arg):
 
 # %% ../nbs/10_recipe.ipynb #0b93188d
 CRITICS = ('strided', 'maxpool', 'maxpool-relu')
+
+# %% ../nbs/10_recipe.ipynb #4997ba26
 COND_CRITICS = ('channels', 'projection')
 
+# %% ../nbs/10_recipe.ipynb #d11f15d8
 @dataclass(frozen=True)
 class Recipe:
     "Everything that makes a DCGAN run. `replace` makes variants; `dcgan_train`'s flags are generated from the fields."
@@ -143,11 +146,13 @@ def to_dict(self:Recipe) -> dict:
     "The recipe as a plain dict (JSON-ready)."
     return {k: _normal(k, v) for k, v in asdict(self).items()}
 
+# %% ../nbs/10_recipe.ipynb #4a3d76de
 @patch
 def save(self:Recipe, fname) -> Path:
     "Write the recipe to `fname` as JSON, atomically."
     return atomic_write_json(fname, self.to_dict())
 
+# %% ../nbs/10_recipe.ipynb #178eb468
 def load_recipe(fname) -> Recipe:
     "Read a recipe saved by `Recipe.save` (a run folder's `recipe.json`)."
     fname = Path(fname)
@@ -208,12 +213,13 @@ RECIPES = {r.name: r for r in [
         data='lfw', bs=32, epochs=150),
 ]}
 
-# %% ../nbs/10_recipe.ipynb #29defe5c
+# %% ../nbs/10_recipe.ipynb #d62f73ff
 @patch(as_prop=True)
 def labels(self:Recipe):
     "What `gan_dataloaders` is asked for: attribute names, True (class labels) or None."
     return self.attrs if self.attrs else (True if self.conditional else None)
 
+# %% ../nbs/10_recipe.ipynb #d5287e1f
 def recipe_dls(r:Recipe, # the recipe: data, size, batch, noise, labels, balance
                data=None, # override `r.data`: a source name, a folder, or an object with a `.dls(**kwargs)` method (a lab's data)
                **kwargs, # more `gan_dataloaders` arguments (`cache`, `device`, ...)
@@ -243,7 +249,6 @@ def recipe_nets(r:Recipe, dls) -> tuple:
 
 # %% ../nbs/10_recipe.ipynb #89a67348
 def recipe_callbacks(r:Recipe, # the recipe: hacks, monitor, FID
-                     path=None, # the run folder (FID's best generator and plot go there)
                      **fid_kwargs, # more `FIDCallback` arguments (`kid`, `feature_fn`, ...)
                     ) -> list:
     "The callbacks of recipe `r`: its GAN hacks, the failure monitor, FID, TensorBoard."
@@ -251,8 +256,8 @@ def recipe_callbacks(r:Recipe, # the recipe: hacks, monitor, FID
                          fake_smoothing=r.fake_smoothing and tuple(r.fake_smoothing), flip_labels=r.flip_labels,
                          swap_labels=r.swap_labels, instance_noise=r.instance_noise, ema=r.ema,
                          skip_critic_above=r.skip_critic_above, monitor=r.monitor)
-    if r.fid_every: cbs.append(FIDCallback(every=r.fid_every, n_samples=r.fid_samples, path=path, **fid_kwargs))
-    if r.tensorboard: cbs.append(TensorBoardCallback(None if path is None else Path(path)/'tensorboard'))
+    if r.fid_every: cbs.append(FIDCallback(every=r.fid_every, n_samples=r.fid_samples, **fid_kwargs))
+    if r.tensorboard: cbs.append(TensorBoardCallback())
     return cbs
 
 # %% ../nbs/10_recipe.ipynb #d3e44419
@@ -270,7 +275,7 @@ def recipe_learner(r:Recipe, # what to train
     G, D = recipe_nets(r, dls)
     lr = r.lr if r.lr_d is None else [r.lr, r.lr_d]          # one learning rate per parameter group: the generator's, the critic's
     learn = dcgan_learner(dls, G, D, lr=lr, beta1=r.beta1, n_crit=r.n_crit, path=path, n_samples=r.n_samples,
-                          cbs=recipe_callbacks(r, path, **(fid_kwargs or {})) + list(cbs or []), **kwargs)
+                          cbs=recipe_callbacks(r, **(fid_kwargs or {})) + list(cbs or []), **kwargs)
     learn.recipe = r
     if path is not None and rank_world()[0] == 0:     # with several processes, the first writes
         r.save(Path(path)/'recipe.json')

@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from fastai.callback.core import Callback
 from fastai.learner import Recorder
-from .learner import SampleGrid, generate, image_grid, fixed_noise, fixed_condition
+from .learner import generate
+from .train import SampleGrid, image_grid, fixed_noise, fixed_condition
 
 # %% auto #0
 __all__ = ['TensorBoardCallback']
@@ -23,10 +24,13 @@ class TensorBoardCallback(Callback):
         self.log_dir, self.every, self.n_samples, self.seed = log_dir, every, n_samples, seed
 
     def before_fit(self):
+        run = self.learn.run_dir
+        log_dir = self.log_dir or (None if run is None else run/'tensorboard')
+        if log_dir is None: raise ValueError("TensorBoardCallback needs a run folder (make the learner with path=) or log_dir=")
         try: from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise ImportError('TensorBoard logging needs the tensorboard package: pip install "dcgan_course[tensorboard]"') from None
-        self.writer = SummaryWriter(str(self.log_dir or Path(self.learn.path)/'tensorboard'))
+        self.writer = SummaryWriter(str(log_dir))
         self.grid_cb = next((cb for cb in self.learn.cbs if isinstance(cb, SampleGrid)), None)
         if self.grid_cb is None:
             self.z, self.cond = fixed_noise(self.learn, self.n_samples, self.seed), fixed_condition(self.learn, self.n_samples, self.seed)

@@ -168,7 +168,7 @@ def test_sample_attrs_draws_the_unnamed_attributes_from_the_data(tmp_path):
     "dcgan_sample --attrs Loop=1 fixes Loop and draws Bold and Odd as the training data has them (not all 0)."
     from dcgan_course.conditional import toy_celeba
     from dcgan_course.core import sample_condition
-    from dcgan_course.learner import load_generator
+    from dcgan_course.train import load_generator
     folder = toy_celeba(tmp_path/'toy', size=16)
     out = tmp_path/'run'
     run('dcgan_train', '--data', str(folder), '--attrs', 'Loop,Bold,Odd', '--size', '16', '--nf', '8', '--bs', '32', '--epochs', '1',

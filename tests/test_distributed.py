@@ -102,7 +102,7 @@ def test_two_processes_train_one_gan(tmp_path):
     run = tmp_path/'run'
     assert sorted(p.name for p in run.iterdir()) == ['checkpoint.pth', 'generator.pth', 'metrics.csv', 'recipe.json', 'samples', 'samples.png']
     assert len(list((run/'samples').iterdir())) == 2
-    from dcgan_course.learner import read_metrics
+    from dcgan_course.train import read_metrics
     assert [(m['world_size'], m['global_bs']) for m in read_metrics(run/'metrics.csv')] == [(2, 32), (2, 32)]
     # and it resumes in one process
     res = subprocess.run(['dcgan_train', '--out', str(run), '--resume', '--epochs', '3'], capture_output=True, text=True, timeout=300)

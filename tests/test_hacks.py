@@ -1,16 +1,15 @@
-"Fast tests of the GAN-hack callbacks (dcgan_course.hacks): each fails if its hack did nothing."
+"The GAN hacks beyond 03_hacks' own checks: bad soft targets, every hack composed, the monitor's check stride, a flip count kept on the device."
 import warnings
 import pytest
 import torch
-from torch import nn
 from fastai.callback.core import Callback
 from fastai.torch_core import set_seed
 
 from dcgan_course.data import gan_dataloaders
 from dcgan_course.layers import dcgan_nets
-from dcgan_course.learner import DCGANLearner, dcgan_learner, load_generator, read_metrics
-from dcgan_course.hacks import (SwapLabels, LabelSmoothing, FlipLabels, InstanceNoise, SkipCritic, GeneratorEMA, GANMonitor,
-                                batch_diversity, hack_callbacks)
+from dcgan_course.learner import DCGANLearner
+from dcgan_course.train import dcgan_learner, load_generator, read_metrics
+from dcgan_course.hacks import LabelSmoothing, FlipLabels, GANMonitor, hack_callbacks
 
 
 @pytest.fixture(scope='module')
@@ -48,30 +47,6 @@ class Steps(Callback):
     def after_step(self): self.taken[self.learn.gen_mode] += 1
 
 
-def test_swap(dls):
-    class Beliefs(Callback):
-        order = 49
-        def before_fit(self): self.rows = []
-        def after_batch(self):
-            self.rows.append((self.learn.d_real.item(), torch.sigmoid(self.learn.real_pred).mean().item(),
-                              self.learn.d_fake.item(), torch.sigmoid(self.learn.fake_pred).mean().item()))
-    s, b = Spy(), Beliefs(); fit(tiny(dls, [SwapLabels(), s, b]))
-    assert torch.cat(s.real).unique().tolist() == [0.] and torch.cat(s.fake).unique().tolist() == [1.]
-    assert torch.cat(s.gen).unique().tolist() == [0.]
-    for dr, sr, df, sf in b.rows: assert dr == pytest.approx(1 - sr) and df == pytest.approx(1 - sf)   # metrics keep meaning P(real)
-
-
-def test_smoothing_ranges_and_mirror(dls):
-    s = Spy(); fit(tiny(dls, [LabelSmoothing((0.7, 1.2), fake=(0, 0.3)), s]), 2)
-    rt, ft = torch.cat(s.real), torch.cat(s.fake)
-    assert 0.7 <= rt.min() < 0.72 and 1.18 < rt.max() <= 1.2
-    assert 0 <= ft.min() < 0.02 and 0.28 < ft.max() <= 0.3
-    assert torch.cat(s.gen).unique().tolist() == [1.]
-    s = Spy(); fit(tiny(dls, [LabelSmoothing((0.7, 1.2)), SwapLabels(), s]))
-    rt = torch.cat(s.real)
-    assert -0.2 <= rt.min() < -0.15 and 0.25 < rt.max() <= 0.3
-    with pytest.raises(ValueError, match='low must not exceed high'): LabelSmoothing((1.2, 0.7))
-
 
 def test_smoothing_refuses_soft_targets(dls):
     class Soft(Callback):
@@ -79,89 +54,6 @@ def test_smoothing_refuses_soft_targets(dls):
         def before_critic(self): self.learn.real_target = self.learn.real_target * 0.9
     with pytest.raises(ValueError, match='expects hard 0/1'): fit(tiny(dls, [Soft(), LabelSmoothing(0.9)]))
 
-
-def test_flip_fraction(dls):
-    s, f = Spy(), FlipLabels(0.2)
-    fit(tiny(dls, [f, s]), 3)
-    rt, ft = torch.cat(s.real), torch.cat(s.fake)
-    n_flipped = (rt == 0).sum().item() + (ft == 1).sum().item()
-    assert abs(n_flipped / (len(rt) + len(ft)) - 0.2) < 0.04
-    assert n_flipped == f.n_flipped
-    with pytest.raises(ValueError, match=r'in \[0, 1\]'): FlipLabels(2)
-
-
-def test_instance_noise_schedule(dls):
-    s = Spy(); fit(tiny(dls, [InstanceNoise(0.5), s]), 2)
-    for pct, r, f in s.inputs:
-        want = 0.5 * (1 - pct)
-        assert abs(r - want) < 0.02 and abs(f - want) < 0.02
-    assert s.inputs[0][1] > 0.48 and s.inputs[-1][1] < 0.07
-
-    class G(Callback):
-        order = 20
-        def before_generator(self):
-            self.std = (self.learn.gen_fake - self.learn.fake).detach().std().item(); self.grad = self.learn.gen_fake.requires_grad
-    g = G(); fit(tiny(dls, [InstanceNoise(0.3, anneal=False), g]))
-    assert abs(g.std - 0.3) < 0.02 and g.grad
-
-
-def test_n_crit_and_skip_critic(dls):
-    st = Steps(); fit(tiny(dls, [st], n_crit=2), 2)
-    assert st.taken == {False: 2 * len(dls.train), True: len(dls.train)}
-    st, sk = Steps(), SkipCritic(0.)
-    learn = fit(tiny(dls, [st, sk]), 2)
-    assert st.taken == {False: 1, True: 2 * len(dls.train)} and sk.n_skipped == 2 * len(dls.train) - 1
-    assert learn.recorder.values[-1][-1] == pytest.approx(1.)
-    st, sk = Steps(), SkipCritic(1e9); fit(tiny(dls, [st, sk]))
-    assert sk.n_skipped == 0 and st.taken[False] == len(dls.train)
-
-
-def test_ema_formula(dls):
-    class W(Callback):
-        order = 70
-        def before_fit(self): self.snaps = [[p.detach().clone() for p in self.learn.generator.parameters()]]
-        def after_step(self):
-            if self.learn.gen_mode: self.snaps.append([p.detach().clone() for p in self.learn.generator.parameters()])
-    w, e = W(), GeneratorEMA(0.999)
-    learn = fit(tiny(dls, [e, w]), 2)
-    avg = [p.clone() for p in w.snaps[0]]
-    for n, snap in enumerate(w.snaps[1:]):
-        d = min(0.999, (1 + n) / (10 + n))
-        avg = [d * a + (1 - d) * p for a, p in zip(avg, snap)]
-    for a, p in zip(avg, learn.ema_generator.parameters()): torch.testing.assert_close(a, p, atol=1e-5, rtol=1e-4)
-    for b, p in zip(learn.generator.buffers(), learn.ema_generator.buffers()): assert torch.equal(b, p)
-    assert max((a - p).abs().max().item() for a, p in zip(avg, learn.generator.parameters())) > 1e-4
-    assert learn.sample_generator is learn.ema_generator
-    with pytest.raises(ValueError, match='EMA decay'): GeneratorEMA(1.0)
-
-
-def test_monitor_signs(dls):
-    x = torch.randn(16, 1, 8, 8)
-    assert batch_diversity(x, x) == pytest.approx(1.) and batch_diversity(x[:1].expand(16, -1, -1, -1), x) == 0
-
-    class Explode(Callback):
-        def after_loss(self): self.learn.loss_grad = self.learn.loss_grad * 1e4
-
-    class Won(Callback):
-        order = 40
-        def after_batch(self):
-            if self.learn.crit_loss is not None: self.learn.crit_loss = torch.tensor(1e-4)
-
-    class One(nn.Module):
-        def __init__(self, G): super().__init__(); self.G, self.nz = G, G.nz
-        def forward(self, z, *c): return self.G(z[:1], *c).expand(len(z), -1, -1, -1)
-
-    for extra, collapse, kind in (([], False, None), ([Explode()], False, 'grad_norm'), ([Won()], False, 'crit_loss'), ([], True, 'collapse')):
-        m = GANMonitor(patience=3)
-        learn = tiny(dls, [m] + extra)
-        if collapse: learn.model.generator = One(learn.model.generator)
-        with warnings.catch_warnings(record=True) as w:
-            warnings.simplefilter('always')
-            fit(learn)
-        msgs = [str(x.message) for x in w if 'GANMonitor' in str(x.message)]
-        if kind is None: assert not m.events and not msgs
-        else: assert {e['kind'] for e in m.events} == {kind} and len(msgs) == 1
-        assert learn.recorder.metric_names[-5:-1] == ['warnings', 'd_grad', 'g_grad', 'diversity']
 
 
 def test_all_hacks_compose(dls, tmp_path):

@@ -1,6 +1,5 @@
 "The learner's guarantees: frozen networks stay bit-identical, NaN stops training without losing the checkpoint, resume is exact."
 import copy
-from pathlib import Path
 import pytest, torch
 from fastai.callback.core import Callback
 from fastai.optimizer import Adam
@@ -8,7 +7,8 @@ from fastai.torch_core import set_seed
 from functools import partial
 from dcgan_course.data import gan_dataloaders
 from dcgan_course.layers import Generator, Critic
-from dcgan_course.learner import dcgan_learner, NonFiniteLossError, load_generator, generate
+from dcgan_course.learner import NonFiniteLossError
+from dcgan_course.train import dcgan_learner
 
 
 def small(seed=0, **kw):
@@ -70,26 +70,6 @@ def test_resume_is_exact(tmp_path):
         assert torch.equal(p, q)
 
 
-def test_load_generator_and_generate(tmp_path):
-    dls, G, D = small()
-    learn = dcgan_learner(dls, G, D, path=tmp_path)
-    with learn.no_bar(), learn.no_logging(): learn.fit(1)
-    g = load_generator(tmp_path)
-    assert not g.training and g.nz == 16
-    x = generate(g, 10, seed=0)
-    assert x.shape == (10, 1, 16, 16) and torch.equal(x, generate(learn.generator, 10, seed=0))
-    with pytest.raises(FileNotFoundError):
-        load_generator(tmp_path/'nope.pth')
-
-
-def test_training_moves_both_networks():
-    dls, G, D = small()
-    g0, d0 = copy.deepcopy(G), copy.deepcopy(D)
-    learn = dcgan_learner(dls, G, D)
-    with learn.no_bar(), learn.no_logging(): learn.fit(1)
-    assert any(not torch.equal(p, q) for p, q in zip(g0.parameters(), G.parameters()))
-    assert any(not torch.equal(p, q) for p, q in zip(d0.parameters(), D.parameters()))
-
 
 # --- resume onto another device (issue 15.1) ---------------------------------------------------------------------------------------
 from fastai.learner import Learner
@@ -141,25 +121,6 @@ def test_checkpoint_loads_into_networks_already_moved(tmp_path):
 
 
 # --- metrics.csv when a resumed run changes its columns (issue 15.4) ---------------------------------------------------------------
-def test_metrics_csv_gets_the_union_of_columns(tmp_path):
-    import csv
-    from fastai.learner import ValueMetric
-    from dcgan_course.learner import read_metrics
-    dls, G, D = small()
-    learn = dcgan_learner(dls, G, D, path=tmp_path)
-    with learn.no_bar(), learn.no_logging(): learn.fit(1)
-    learn.metrics = list(learn.metrics) + [ValueMetric(lambda: 42.5, 'fid')]     # as `--fid-every` adds a column on resume
-    with learn.no_bar(), learn.no_logging(): learn.fit(2, start_epoch=1)
-    learn.metrics = learn.metrics[:-1]
-    with learn.no_bar(), learn.no_logging(): learn.fit(3, start_epoch=2)
-    with open(tmp_path/'metrics.csv', newline='') as f: rows = list(csv.reader(f))
-    assert 'fid' in rows[0] and rows[0][-1] == 'seconds' and len(rows) == 4
-    assert {len(r) for r in rows} == {len(rows[0])}                  # any CSV reader sees one table
-    got = read_metrics(tmp_path/'metrics.csv')
-    assert [r['epoch'] for r in got] == [1, 2, 3] and [r['fid'] for r in got] == [None, 42.5, None]
-    assert all(r['gen_loss'] is not None for r in got)
-    assert not list(tmp_path.glob('.*.tmp'))
-
 
 # --- what the learner is (issue 15.5) -------------------------------------------------------------------------------------------
 def test_learner_is_a_plain_fastai_learner():
