@@ -13,7 +13,6 @@ from fastcore.basics import store_attr
 from fastai.learner import Recorder
 from fastai.metrics import ValueMetric
 from fastai.callback.core import Callback
-from .train import Checkpoint
 
 # %% auto #0
 __all__ = ['SwapLabels', 'LabelSmoothing', 'FlipLabels', 'InstanceNoise', 'SkipCritic', 'GeneratorEMA', 'batch_diversity',
@@ -143,7 +142,7 @@ class GeneratorEMA(Callback):
     """Keep an exponential moving average of the generator's weights in `learn.ema_generator`, updated after each generator step (one `foreach` kernel), with
     decay `min(decay, (1+n)/(10+n))` after `n` updates (`warmup=False`: always `decay`); batchnorm buffers are copied.
     The learner samples and saves from it. From Yazıcı et al. (2019) and Karras et al.'s ProGAN/StyleGAN."""
-    order = Checkpoint.order - 5   # any order serves its after_step; before the Checkpoint that saves its copy, like the other run-folder callbacks
+    order = Recorder.order + 15   # any order serves its after_step; it sits among the run-folder callbacks, before the Checkpoint (Recorder + 20)
     def __init__(self, decay:float=0.999, warmup:bool=True):
         if not 0 <= decay < 1: raise ValueError(f"The EMA decay must be in [0, 1), got {decay}")
         store_attr('decay,warmup'); self.n_updates = 0

@@ -142,6 +142,12 @@ def read_metrics(fname, # a `metrics.csv`
     "The rows of a `metrics.csv` as dicts of floats (None for an empty cell)."
     with open(fname) as f: return [{k: float(v) if v not in ('', None) else None for k, v in r.items()} for r in csv.DictReader(f)]
 
+# %% ../nbs/02a_train.ipynb #612be07a
+def _need_run_dir(learn, who:str) -> Path:
+    "The learner's run folder; an error naming `who` if the learner was made without one."
+    if learn.run_dir is None: raise ValueError(f"{who} writes into the run folder: make the learner with path=")
+    return learn.run_dir
+
 # %% ../nbs/02a_train.ipynb #e9632a83
 class MetricsCSV(Callback):
     "Append a row of the recorder's metrics and the epoch time to `fname` in the run folder after every epoch (a new column rewrites the file with all columns)."
@@ -149,7 +155,7 @@ class MetricsCSV(Callback):
     def __init__(self, fname:str='metrics.csv'): # the file's name in the run folder
         self.fname = fname
     def before_fit(self):
-        if self.learn.run_dir is None: raise ValueError("MetricsCSV writes into the run folder: make the learner with path=")
+        _need_run_dir(self.learn, 'MetricsCSV')
     def before_epoch(self): self.t0 = time.time()
     def after_epoch(self):
         names = [n for n in self.recorder.metric_names[1:] if n != 'time']
@@ -232,7 +238,7 @@ class Checkpoint(Callback):
                 ):
         store_attr('every,extra')
     def before_fit(self):
-        if self.learn.run_dir is None: raise ValueError("Checkpoint writes into the run folder: make the learner with path=")
+        _need_run_dir(self.learn, 'Checkpoint')
     def after_epoch(self):
         if (self.epoch + 1) % self.every and self.epoch + 1 != self.n_epoch: return
         run = self.learn.run_dir
