@@ -5,7 +5,12 @@
   float and normalised on the host, then copied to the device, plus fresh noise drawn on the device;
 - `dcgan_course learner, end to end`: `dcgan_learner` as `dcgan_train` builds it (GANDataLoader on the device, a run folder, the failure
   monitor), one epoch;
-- `dcgan_course learner, compiled`: the same with `compile=True` (after a warm-up epoch that compiles).
+- `dcgan_course learner, compiled`: the same with `compile=True` (after a warm-up epoch that compiles);
+- on CUDA only: `dcgan_course learner, compiled reduce-overhead` (`compile='reduce-overhead'`: torch.compile's CUDA graphs) and the same
+  with `bf16=True`; `plain loop, one CUDA graph`: the plain step pair captured whole as one CUDA graph (static batch buffers, capturable
+  Adam), what the hardware allows with these networks.
+
+A setting that fails (say, a CUDA-graph capture this torch refuses) is recorded with its error instead of a time; the others still run.
 
 Same networks (copies of one initialisation) for all, the digits upscaled to `--size`. Reported per setting: ms per update pair (one critic +
 one generator step), images per second, peak device memory, ratios to the plain loop, the device's name. Results: benchmarks/gpu_results.json.
@@ -74,9 +79,32 @@ def main(argv=None):
                         yield torch.randn(bs, G.nz, 1, 1, device=dev), x.to(dev, non_blocking=True)
                 plain_dcgan_steps(G, D, batches()); return len(loader)
 
-            def learner(compile=False):
+            def graphed():
                 G, D = nets()
-                learn = dcgan_learner(dls, G, D, path=Path(tempfile.mkdtemp())/'run', cbs=hack_callbacks(), compile=compile)
+                optD, optG = (torch.optim.Adam(m.parameters(), lr=2e-4, betas=(0.5, 0.999), capturable=True) for m in (D, G))
+                z, x = (t.clone() for t in replay[0])          # static inputs: each batch is copied in before a replay
+                ones, zeros = x.new_ones(bs), x.new_zeros(bs)
+                def pair():                                    # plain_dcgan_steps' update pair, without the host reads of the losses
+                    fake = G(z)
+                    optD.zero_grad(set_to_none=True)
+                    (F.binary_cross_entropy_with_logits(D(x), ones) + F.binary_cross_entropy_with_logits(D(fake.detach()), zeros)).backward()
+                    optD.step()
+                    optG.zero_grad(set_to_none=True)
+                    F.binary_cross_entropy_with_logits(D(fake), ones).backward(); optG.step()
+                side = torch.cuda.Stream(); side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):
+                    for _ in range(3): pair()                  # warm-up on a side stream, as CUDA-graph capture requires
+                torch.cuda.current_stream().wait_stream(side)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph): pair()
+                def go():
+                    for zb, xb in replay: z.copy_(zb); x.copy_(xb); graph.replay()
+                    return len(replay)
+                return go
+
+            def learner(compile=False, bf16=False):
+                G, D = nets()
+                learn = dcgan_learner(dls, G, D, path=Path(tempfile.mkdtemp())/'run', cbs=hack_callbacks(), compile=compile, bf16=bf16)
                 def go():
                     with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
                         warnings.simplefilter('ignore'); learn.fit(1)
@@ -84,26 +112,34 @@ def main(argv=None):
                 if compile: go()                                   # compiles
                 return go
 
-            runners = {'plain loop, replayed batches': plain, 'pytorch/examples recipe': recipe}
-            lrn = learner()
-            runners['dcgan_course learner, end to end'] = lrn
-            if not a.no_compile:
-                lc = learner(compile=True)
-                runners['dcgan_course learner, compiled'] = lc
-            for f in runners.values(): f()                        # warm-up
+            makers = {'plain loop, replayed batches': lambda: plain, 'pytorch/examples recipe': lambda: recipe,
+                      'dcgan_course learner, end to end': learner}
+            if not a.no_compile: makers['dcgan_course learner, compiled'] = lambda: learner(compile=True)
+            if cuda:
+                if not a.no_compile:
+                    makers['dcgan_course learner, compiled reduce-overhead'] = lambda: learner(compile='reduce-overhead')
+                    makers['dcgan_course learner, compiled reduce-overhead, bf16'] = lambda: learner(compile='reduce-overhead', bf16=True)
+                makers['plain loop, one CUDA graph'] = graphed
+            runners, failed = {}, {}
+            for k, make in makers.items():
+                try: f = make(); f(); runners[k] = f                # built and warmed up (a compiled one has compiled)
+                except Exception as e: failed[k] = f'{type(e).__name__}: {str(e)[:300]}'
             times, mem = {k: [] for k in runners}, {}
             for _ in range(a.repeats):
-                for k, f in runners.items():
-                    t, m = timed(f); times[k].append(t); mem[k] = m
-            med = {k: statistics.median(v) for k, v in times.items()}
+                for k, f in list(runners.items()):
+                    try: t, m = timed(f); times[k].append(t); mem[k] = m
+                    except Exception as e: failed[k] = f'{type(e).__name__}: {str(e)[:300]}'; del runners[k]
+            med = {k: statistics.median(times[k]) for k in runners}
             base = med['plain loop, replayed batches']
             key = f'{size}px_bs{bs}'
             res['settings'][key] = {k: dict(ms_per_update_pair=round(v * 1000, 3), images_per_s=round(bs / v, 1),
                                             ratio_to_plain=round(v / base, 3), peak_memory_mb=None if mem[k] is None else round(mem[k] / 2**20, 1),
                                             all_ms=[round(x * 1000, 3) for x in times[k]]) for k, v in med.items()}
+            res['settings'][key].update({k: dict(error=e) for k, e in failed.items()})
             print(f'{key} on {name}:')
             for k, r in res['settings'][key].items():
-                print(f"  {k:36s} {r['ms_per_update_pair']:8.2f} ms  {r['images_per_s']:9.0f} img/s  {r['ratio_to_plain']:5.2f}x  "
+                if 'error' in r: print(f"  {k:52s} failed: {r['error']}"); continue
+                print(f"  {k:52s} {r['ms_per_update_pair']:8.2f} ms  {r['images_per_s']:9.0f} img/s  {r['ratio_to_plain']:5.2f}x  "
                       f"peak {r['peak_memory_mb']} MB")
     if a.out:
         Path(a.out).write_text(json.dumps(res, indent=1)); print(f'wrote {a.out}')

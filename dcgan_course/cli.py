@@ -74,7 +74,9 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument('--out', help='run folder (default: runs/ and the data\'s name)')
     g.add_argument('--resume', action='store_true', help="continue the run in --out from its checkpoint.pth, with its recipe.json and the flags typed now")
     g.add_argument('--device', help="'cpu', 'cuda' or 'cuda:N' (default: cuda when available)")
-    g.add_argument('--compile', action='store_true', help='compile the networks with torch.compile (02_learner); the first epoch is slower')
+    g.add_argument('--compile', nargs='?', const=True, default=False, metavar='MODE',
+                   help="compile the networks with torch.compile (02_learner), in its MODE if given (reduce-overhead: CUDA graphs on a GPU); "
+                        "the first epoch is slower")
     g.add_argument('--bf16', action='store_true', help='bf16 autocast for the forward passes (on a GPU)')
     groups = {}
     for f in fields(Recipe):

@@ -105,13 +105,15 @@ class DCGANLearner(Learner):
                  cbs=None, # callbacks
                  metrics=None, # more fastai metrics
                  check_every:int=16, # batches between the NaN guard's checks (each one host sync)
-                 compile:bool=False, # compile both networks with `torch.compile`
+                 compile:bool|str=False, # compile both networks with `torch.compile`; a string is its mode (e.g. 'reduce-overhead': CUDA graphs)
                  bf16:bool=False, # forward passes and losses under bf16 autocast
                  path=None, # the run folder (`learn.run_dir`) callbacks write into (None: nothing is written)
                  **kwargs, # more fastai `Learner` arguments
                 ):
         if n_crit < 1 or n_gen < 1: raise ValueError(f"n_crit and n_gen must be at least 1, got {n_crit} and {n_gen}")
         if check_every < 1: raise ValueError(f"check_every (batches between NaN checks) must be at least 1, got {check_every}")
+        if isinstance(compile, str) and compile not in (modes := list(torch._inductor.list_mode_options())):
+            raise ValueError(f"compile={compile!r} is not a torch.compile mode; the modes are {', '.join(modes)}")
         gan = GANModule(generator, critic)
         if opt_func is None: opt_func = partial(dcgan_adam, mom=beta1, sqr_mom=beta2, eps=1e-8, wd=wd)
         metrics = [_PhaseStat(a) for a in ('gen_loss', 'crit_loss', 'd_real', 'd_fake')] + list(metrics or [])
@@ -312,19 +314,14 @@ def _to_dls_device(self:DCGANLearner):
 # %% ../nbs/02_learner.ipynb #6ac1d04c
 @patch
 def _compile_nets(self:DCGANLearner, cbs=None):
-    "With `compile=True`, compile both networks in place (`nn.Module.compile`: same weights, same `state_dict`), unless a callback needs them eager."
-    nets = (self.model.generator, self.model.critic)
-    if not self.compile:
-        for m in nets: m._compiled_call_impl = None   # back to eager if an earlier fit compiled them
-        return
-    eager = [type(cb).__name__ for cb in list(self.cbs) + list(L(cbs)) if getattr(cb, 'needs_eager', False)]
-    if eager:
-        warnings.warn(f"compile=True is not used in this fit: callback(s) {', '.join(eager)} need the eager networks "
-                      "(they set needs_eager=True); training runs eagerly", stacklevel=3)
-        for m in nets: m._compiled_call_impl = None
-        return
+    "With `compile` set, compile both networks in place (`nn.Module.compile`: same weights, same `state_dict`), unless a callback needs them eager."
+    nets, mode = (self.model.generator, self.model.critic), (self.compile if isinstance(self.compile, str) else None)
+    eager = [type(cb).__name__ for cb in list(self.cbs) + list(L(cbs)) if getattr(cb, 'needs_eager', False)] if self.compile else []
+    if eager: warnings.warn(f"compile={self.compile!r} is not used in this fit: callback(s) {', '.join(eager)} need the eager networks "
+                            "(they set needs_eager=True); training runs eagerly", stacklevel=3)
     for m in nets:
-        if getattr(m, '_compiled_call_impl', None) is None: m.compile()
+        if not self.compile or eager: m._compiled_call_impl = None     # eager, also after an earlier fit compiled them
+        elif getattr(m, '_compiled_call_impl', None) is None or getattr(m, '_compile_mode', None) != mode: m.compile(mode=mode); m._compile_mode = mode
 
 # %% ../nbs/02_learner.ipynb #fb60cba6
 class _GANProgress(ProgressCallback):

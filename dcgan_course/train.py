@@ -282,7 +282,7 @@ def dcgan_learner(dls, # `DataLoaders` from `gan_dataloaders`
                   cbs=None, # more callbacks
                   metrics=None, # more fastai metrics
                   net_kwargs:dict=None, # `dcgan_nets` arguments, when it builds the nets (`nf`, `act`...)
-                  compile:bool=False, # compile both networks with `torch.compile`
+                  compile:bool|str=False, # compile both networks with `torch.compile`; a string is its mode (e.g. 'reduce-overhead': CUDA graphs)
                   bf16:bool=False, # forward passes and losses under bf16 autocast
                   **kwargs, # more `DCGANLearner` arguments
                  ) -> DCGANLearner:

@@ -67,6 +67,7 @@ def test_train_on_a_folder(tmp_path, digits_folder):
     (['--size', '24'], 'power of two'),
     (['--epochs', '0'], '--epochs must be at least 1'),
     (['--lr', '-1'], '--lr must be positive'),
+    (['--compile', 'fast'], "compile='fast' is not a torch.compile mode"),
     (['--data', 'celeba', '--data-root', '/tmp/definitely-not-here'], 'celeba data set was not found'),
 ])
 def test_train_bad_input(tmp_path, args, message):

@@ -1,0 +1,19 @@
+"The GPU benchmark runs where the project is tested, so that a device's short time is not spent on a broken script."
+import json, subprocess, sys
+from pathlib import Path
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_bench_gpu_runs_on_the_cpu(tmp_path):
+    "A smoke run on the CPU: every setting that runs here is timed against the plain loop and written to the JSON; none fails."
+    out = tmp_path/'gpu.json'
+    r = subprocess.run([sys.executable, str(ROOT/'benchmarks'/'bench_gpu.py'), '--device', 'cpu', '--sizes', '16', '--bss', '16', '--nf', '8',
+                        '--steps', '4', '--repeats', '1', '--no-compile', '--out', str(out)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    res = json.loads(out.read_text())
+    rows = res['settings']['16px_bs16']
+    assert set(rows) == {'plain loop, replayed batches', 'pytorch/examples recipe', 'dcgan_course learner, end to end'}, rows
+    assert rows['plain loop, replayed batches']['ratio_to_plain'] == 1.0
+    assert all(r['ms_per_update_pair'] > 0 and 'error' not in r for r in rows.values()), rows
+    assert res['device'] and res['torch']
