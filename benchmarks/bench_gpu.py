@@ -121,14 +121,15 @@ def main(argv=None):
                     makers['dcgan_course learner, compiled reduce-overhead, bf16'] = lambda: learner(compile='reduce-overhead', bf16=True)
                 makers['plain loop, one CUDA graph'] = graphed
             runners, failed = {}, {}
+            said = lambda e: f'{type(e).__name__}: {str(e)[:300]}'   # an error as the JSON records it
             for k, make in makers.items():
                 try: f = make(); f(); runners[k] = f                # built and warmed up (a compiled one has compiled)
-                except Exception as e: failed[k] = f'{type(e).__name__}: {str(e)[:300]}'
+                except Exception as e: failed[k] = said(e)
             times, mem = {k: [] for k in runners}, {}
             for _ in range(a.repeats):
                 for k, f in list(runners.items()):
                     try: t, m = timed(f); times[k].append(t); mem[k] = m
-                    except Exception as e: failed[k] = f'{type(e).__name__}: {str(e)[:300]}'; del runners[k]
+                    except Exception as e: failed[k] = said(e); del runners[k]
             med = {k: statistics.median(times[k]) for k in runners}
             base = med['plain loop, replayed batches']
             key = f'{size}px_bs{bs}'
