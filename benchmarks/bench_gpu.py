@@ -22,7 +22,6 @@ import argparse, copy, json, platform, statistics, tempfile, time, warnings
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 
 def main(argv=None):
@@ -40,7 +39,7 @@ def main(argv=None):
     from fastai.torch_core import set_seed
     from dcgan_course.data import gan_dataloaders, digits_images
     from dcgan_course.layers import dcgan_nets
-    from dcgan_course.learner import plain_dcgan_steps
+    from dcgan_course.learner import plain_dcgan_steps, dcgan_pair
     from dcgan_course.train import dcgan_learner
     from dcgan_course.hacks import hack_callbacks
 
@@ -83,14 +82,7 @@ def main(argv=None):
                 G, D = nets()
                 optD, optG = (torch.optim.Adam(m.parameters(), lr=2e-4, betas=(0.5, 0.999), capturable=True) for m in (D, G))
                 z, x = (t.clone() for t in replay[0])          # static inputs: each batch is copied in before a replay
-                ones, zeros = x.new_ones(bs), x.new_zeros(bs)
-                def pair():                                    # plain_dcgan_steps' update pair, without the host reads of the losses
-                    fake = G(z)
-                    optD.zero_grad(set_to_none=True)
-                    (F.binary_cross_entropy_with_logits(D(x), ones) + F.binary_cross_entropy_with_logits(D(fake.detach()), zeros)).backward()
-                    optD.step()
-                    optG.zero_grad(set_to_none=True)
-                    F.binary_cross_entropy_with_logits(D(fake), ones).backward(); optG.step()
+                pair = lambda: dcgan_pair(G, D, optD, optG, z, x)   # plain_dcgan_steps' update pair, without its host reads of the losses
                 side = torch.cuda.Stream(); side.wait_stream(torch.cuda.current_stream())
                 with torch.cuda.stream(side):
                     for _ in range(3): pair()                  # warm-up on a side stream, as CUDA-graph capture requires

@@ -20,12 +20,14 @@ from fastai.callback.core import Callback, CancelBackwardException, CancelStepEx
 from fastai.optimizer import Adam, OptimWrapper
 from fastai.vision.gan import GANModule
 from fastai.torch_core import to_detach
+from fastai.data.load import DataLoader
+from fastai.data.core import DataLoaders
 
 from .core import new_noise
 
 # %% auto #0
-__all__ = ['crit_loss_bce', 'gen_loss_bce', 'NonFiniteLossError', 'dcgan_adam', 'DCGANLearner', 'generate', 'plain_dcgan_steps',
-           'ReplayDL', 'replay_dls']
+__all__ = ['crit_loss_bce', 'gen_loss_bce', 'NonFiniteLossError', 'dcgan_adam', 'DCGANLearner', 'generate', 'dcgan_pair',
+           'plain_dcgan_steps', 'ReplayDL', 'replay_dls']
 
 # %% ../nbs/02_learner.ipynb #4ad3567f
 def crit_loss_bce(real_pred, fake_pred, real_target, fake_target):
@@ -363,28 +365,28 @@ def generate(generator:nn.Module, n:int=None, z:torch.Tensor=None, cond=None, bs
     return torch.cat(out) if out else torch.empty(0)
 
 # %% ../nbs/02_learner.ipynb #5916f5df
+def dcgan_pair(G:nn.Module, # the generator
+               D:nn.Module, # the critic, giving logits
+               optD, # the critic's optimizer
+               optG, # the generator's optimizer
+               z:torch.Tensor, # a batch of noise
+               real:torch.Tensor, # a batch of real images in [-1, 1]
+              ) -> tuple:
+    "One update pair of PyTorch's examples/dcgan: a critic step on `real` and `G(z)`, then a generator step. The losses stay tensors (no host read)."
+    ones, zeros = real.new_ones(len(real)), real.new_zeros(len(real))
+    fake = G(z)
+    optD.zero_grad(); errD = crit_loss_bce(D(real), D(fake.detach()), ones, zeros); errD.backward(); optD.step()
+    optG.zero_grad(); errG = gen_loss_bce(D(fake), ones); errG.backward(); optG.step()
+    return errD, errG
+
+# %% ../nbs/02_learner.ipynb #fe26105e
 def plain_dcgan_steps(G:nn.Module, D:nn.Module, batches, lr:float=2e-4, betas=(0.5, 0.999)):
-    "The training loop of PyTorch's examples/dcgan on `batches` of `(z, real)`: a reference for tests and benchmarks."
+    "The training loop of PyTorch's examples/dcgan on `batches` of `(z, real)`, its losses read every step: a reference for tests and benchmarks."
     optD = torch.optim.Adam(D.parameters(), lr=lr, betas=betas)
     optG = torch.optim.Adam(G.parameters(), lr=lr, betas=betas)
-    losses = []
-    for z, real in batches:
-        n = len(real)
-        ones, zeros = real.new_ones(n), real.new_zeros(n)
-        fake = G(z)
-        optD.zero_grad()
-        errD = F.binary_cross_entropy_with_logits(D(real), ones) + F.binary_cross_entropy_with_logits(D(fake.detach()), zeros)
-        errD.backward(); optD.step()
-        optG.zero_grad()
-        errG = F.binary_cross_entropy_with_logits(D(fake), ones)
-        errG.backward(); optG.step()
-        losses.append((errD.item(), errG.item()))
-    return losses
+    return [tuple(e.item() for e in dcgan_pair(G, D, optD, optG, z, real)) for z, real in batches]
 
 # %% ../nbs/02_learner.ipynb #68c71ba3
-from fastai.data.load import DataLoader
-from fastai.data.core import DataLoaders
-
 class ReplayDL(DataLoader):
     "A fastai `DataLoader` that yields a fixed list of batches, in order, every epoch."
     def __init__(self, batches, **kwargs):
