@@ -24,9 +24,9 @@ from fastai.torch_core import TensorImage
 from .core import new_noise, cache_dir, atomic_save, default_device, NOISES
 
 # %% auto #0
-__all__ = ['DATASETS', 'DataError', 'check_size', 'load_image', 'guess_channels', 'report_skipped', 'DecodeProgress',
-           'load_folder_images', 'digits_images', 'find_dataset', 'read_celeba_attrs', 'GANDataLoader', 'source_images',
-           'gan_dataloaders']
+__all__ = ['EMBEDDED', 'DATASETS', 'DataError', 'check_size', 'load_image', 'guess_channels', 'report_skipped', 'DecodeProgress',
+           'load_folder_images', 'digits_images', 'lfw_faces', 'find_dataset', 'read_celeba_attrs', 'GANDataLoader',
+           'source_images', 'gan_dataloaders']
 
 # %% ../nbs/00_data.ipynb #569af516
 class DataError(ValueError):
@@ -126,6 +126,23 @@ def digits_images(size:int=32) -> tuple:
     x = (x.clamp(0, 1) * 255).round().to(torch.uint8)
     return x, torch.tensor(d.target, dtype=torch.long)
 
+# %% ../nbs/00_data.ipynb #3b73185a
+def lfw_faces(size:int=None, flip:bool=True) -> torch.Tensor:
+    "The 100 real 25x25 grayscale faces of scikit-image's `lfw_subset` (plus their mirror images if `flip`) as uint8 (N, 1, H, W), resized to `size`."
+    try: from skimage.data import lfw_subset
+    except ImportError: raise DataError("The faces come from scikit-image: pip install scikit-image") from None
+    x = torch.from_numpy(lfw_subset()[:100]).float()[:, None]   # the last 100 patches are not faces
+    if flip: x = torch.cat([x, x.flip(-1)])
+    if size: x = F.interpolate(x, size=(size, size), mode='bicubic', align_corners=False)
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
+
+# %% ../nbs/00_data.ipynb #b16e70b3
+EMBEDDED = {    # name: (size -> (uint8 images (N, 1, size, size), labels or None)), class names or None, description of n images
+    'digits': dict(load=digits_images, vocab=list('0123456789'), about='scikit-learn, {n:,} real 8x8 images'),
+    'lfw':    dict(load=lambda size: (lfw_faces(size), None), vocab=None,
+                   about="scikit-image, {n:,} images: LFW's real 25x25 faces and their mirror images"),
+}
+
 # %% ../nbs/00_data.ipynb #fd6e475d
 DATASETS = {
     'mnist':    dict(url='MNIST',   dirs=('mnist_png/training', 'mnist_png', 'training'), channels=1, labels='folder',
@@ -155,7 +172,8 @@ def _data_roots(root=None):
 def find_dataset(name:str, root=None, download:bool=True) -> Path:
     "The folder of images for data set `name`, found under `root` (or `$DCGAN_DATA`, or fastai's data folder), else downloaded."
     name = name.lower()
-    if name not in DATASETS: raise DataError(f"Unknown data set {name!r}; known: {', '.join(DATASETS)}, 'digits', or a folder path")
+    if name in EMBEDDED: raise DataError(f"{name!r} is embedded in the package and has no folder: gan_dataloaders({name!r}) loads it from memory")
+    if name not in DATASETS: raise DataError(f"Unknown data set {name!r}; known: {', '.join(DATASETS)}, {', '.join(map(repr, EMBEDDED))} (embedded), or a folder path")
     spec, roots = DATASETS[name], _data_roots(root)
     for r in roots:
         for d in spec['dirs']:
@@ -323,13 +341,14 @@ def source_images(source='digits', size:int=32, labels=None, n_channels:int=None
                   cache=True, on_disk:bool=False) -> tuple:
     "Load `source` as (uint8 images (N, C, size, size): a tensor, or `DiskImages` with `on_disk`; labels or None, vocab or None, description, files skipped)."
     size = check_size(size)
-    if isinstance(source, str) and source.lower() == 'digits':
-        x, y = digits_images(size)
-        if n_channels == 3: x = x.expand(-1, 3, -1, -1).contiguous()
-        if max_items: x, y = x[:max_items], y[:max_items]
-        if on_disk: raise DataError("on_disk=True reads a decoded folder from disk; the embedded digits are small and always in memory")
-        return x, (y if labels else None), (list(map(str, range(10))) if labels else None), f'digits (scikit-learn, {len(x):,} real 8x8 images)', []
     name = str(source).lower()
+    if isinstance(source, str) and name in EMBEDDED:
+        if on_disk: raise DataError(f"on_disk=True reads a decoded folder from disk; the embedded data set {name!r} is small and always in memory")
+        e = EMBEDDED[name]
+        x, y = e['load'](size)
+        if max_items: x, y = x[:max_items], (None if y is None else y[:max_items])
+        if n_channels == 3: x = x.expand(-1, 3, -1, -1).contiguous()
+        return x, (y if labels else None), (e['vocab'] if labels else None), f"{name} ({e['about'].format(n=len(x))})", []
     if isinstance(source, str) and name in DATASETS:
         spec = DATASETS[name]
         folder = find_dataset(name, root)
@@ -338,7 +357,7 @@ def source_images(source='digits', size:int=32, labels=None, n_channels:int=None
     else:
         folder, spec = Path(source).expanduser(), {}
         if not folder.exists():
-            known = f" (nor is {source!r} a known data set: digits, {', '.join(DATASETS)})" if os.sep not in str(source) else ''
+            known = f" (nor is {source!r} a known data set: {', '.join([*EMBEDDED, *DATASETS])})" if os.sep not in str(source) else ''
             raise DataError(f"Data folder not found: {folder}{known}")
         if not folder.is_dir(): raise DataError(f"Data path is not a folder: {folder}")
         if labels is True: labels = 'folder'
@@ -369,7 +388,7 @@ def source_images(source='digits', size:int=32, labels=None, n_channels:int=None
 def gan_dataloaders(source='digits', size:int=32, bs:int=64, nz:int=100, noise:str='normal', labels=None,
                     n_channels:int=None, root=None, max_items:int=None, cache=True, on_disk:bool=False,
                     device=None, **kwargs) -> DataLoaders:
-    "fastai `DataLoaders` of `(noise, [label,] image)` batches in [-1, 1] from `source`: 'digits', a data set name, or a folder."
+    "fastai `DataLoaders` of `(noise, [label,] image)` batches in [-1, 1] from `source`: 'digits' or 'lfw' (`EMBEDDED`), a data set name, or a folder."
     device = default_device(device)        # the GPU when there is one: batches move there as uint8 and are scaled there
     x, y, vocab, desc, skipped = source_images(source, size, labels, n_channels, root, max_items, cache, on_disk)
     train = GANDataLoader(x, y, nz=nz, noise=noise, bs=bs, vocab=vocab, source=desc, device=device, skipped=skipped, **kwargs)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from .data import gan_dataloaders, find_dataset, DataError, DATASETS, digits_images, GANDataLoader, _data_roots
+from .data import gan_dataloaders, find_dataset, DataError, DATASETS, digits_images, lfw_faces, GANDataLoader, _data_roots
 from fastai.data.core import DataLoaders
 import matplotlib.pyplot as plt
 from .core import sample_condition
@@ -22,9 +22,8 @@ from .recipe import Recipe, RECIPES, recipe_learner, recipe_dls
 from .explore import latent_explorer, explorer_latent, explorer_condition
 
 # %% auto #0
-__all__ = ['PHOTOS', 'CELEBA_ATTRS', 'FIXTURE_SOURCES', 'hardware', 'lfw_faces', 'sample_photos', 'photo_crops', 'make_fixture',
-           'how_to_get', 'LabData', 'lab_data', 'real_lab_data', 'tensor_dataloaders', 'LabRun', 'run_lab',
-           'explorer_figure']
+__all__ = ['PHOTOS', 'CELEBA_ATTRS', 'FIXTURE_SOURCES', 'hardware', 'sample_photos', 'photo_crops', 'make_fixture', 'how_to_get',
+           'LabData', 'lab_data', 'real_lab_data', 'tensor_dataloaders', 'LabRun', 'run_lab', 'explorer_figure']
 
 # %% ../nbs/29_labs.ipynb #8592f334
 def hardware() -> str:
@@ -40,16 +39,6 @@ def hardware() -> str:
         if m: model = f" ({m.group(1).strip()})"
     except OSError: model = f" ({platform.processor()})" if platform.processor() else ''
     return f"{cores}-core CPU{model}, no GPU"
-
-# %% ../nbs/29_labs.ipynb #3c601030
-def lfw_faces(size:int=None, flip:bool=True) -> torch.Tensor:
-    "The 100 real 25x25 grayscale faces of scikit-image's `lfw_subset` (plus their mirror images if `flip`) as uint8 (N, 1, H, W), resized to `size`."
-    try: from skimage.data import lfw_subset
-    except ImportError: raise DataError("The faces come from scikit-image: pip install scikit-image") from None
-    x = torch.from_numpy(lfw_subset()[:100]).float()[:, None]   # the last 100 patches are not faces
-    if flip: x = torch.cat([x, x.flip(-1)])
-    if size: x = F.interpolate(x, size=(size, size), mode='bicubic', align_corners=False)
-    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
 
 # %% ../nbs/29_labs.ipynb #02247249
 PHOTOS = {'cat': 'chelsea', 'astronaut': 'astronaut', 'coffee': 'coffee', 'rocket': 'rocket', 'motorcycle': 'stereo_motorcycle',

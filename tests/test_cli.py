@@ -113,6 +113,16 @@ def test_named_recipe_then_config_trains_the_same_model(tmp_path, digits_folder)
         for k in ka[net]: assert torch.equal(ka[net][k], kb[net][k]), (net, k)
 
 
+def test_recipe_lfw_faces_trains_on_the_embedded_faces(tmp_path):
+    "The lfw-faces recipe's data, 'lfw', is embedded like the digits: the recipe runs as listed, with no data folder."
+    out = tmp_path/'faces'
+    r = run('dcgan_train', '--recipe', 'lfw-faces', '--size', '16', '--nf', '8', '--epochs', '1', '--out', str(out))
+    assert "data: lfw (scikit-image, 200 images: LFW's real 25x25 faces" in r.stdout
+    assert (out/'generator.pth').exists()
+    r = json.loads((out/'recipe.json').read_text())
+    assert (r['name'], r['data'], r['size']) == ('lfw-faces', 'lfw', 16)
+
+
 def test_cli_and_python_build_the_same_conditional_model(tmp_path):
     "The critic a conditional dcgan_train run trains is the one recipe_learner builds from the run's recipe (they once differed)."
     from dcgan_course.recipe import load_recipe, recipe_learner
