@@ -44,21 +44,21 @@ class Recipe:
     name: str = _f('custom', 'a name for the recipe', 'recipe')
     note: str = _f('', 'where the recipe comes from', 'recipe')
     # data
-    data: str = _f('digits', "'digits' (embedded), a data set name or a folder of images", 'data')
+    data: str = _f('digits', "'digits' or 'lfw' (embedded), a data set name or a folder of images", 'data')
     data_root: str = _f(None, "folder that holds the named data set; none: $DCGAN_DATA, else fastai's data folder", 'data')
     size: int = _f(32, 'image side in pixels: a power of two, at least 16', 'data', type=int)
     max_items: int = _f(None, 'use at most this many images', 'data', type=int)
     on_disk: bool = _f(False, "keep the decoded images in a .npy file and read each batch from it, instead of RAM: data bigger than memory (00_disk)",
                        'data')
-    noise: str = _f('normal', "distribution of z (uniform: the DCGAN paper's; it beat the normal one at 16 px in 21_ablation)", 'data',
+    noise: str = _f('uniform', "distribution of z (uniform: the DCGAN paper's, kept by 21_ablation; normal: PyTorch's example)", 'data',
                     choices=NOISES)
     # training
     epochs: int = _f(25, 'train until this many epochs (with --resume: in total)', 'training', type=int)
     bs: int = _f(64, 'batch size', 'training', type=int)
-    lr: float = _f(2e-4, 'Adam learning rate (both networks)', 'training', type=float)
+    lr: float = _f(1e-3, "Adam learning rate, both networks (the paper's: 2e-4; 21_ablation)", 'training', type=float)
     lr_d: float = _f(None, "the critic's learning rate, if it differs from --lr (two time-scale updates, Heusel et al. 2017)", 'training',
                      type=float)
-    beta1: float = _f(0.5, "Adam's beta1", 'training', type=float)
+    beta1: float = _f(0., "Adam's beta1 (the paper's: 0.5; 21_ablation)", 'training', type=float)
     n_crit: int = _f(1, 'train the generator on every n-th batch only (critic on every batch)', 'training', type=int)
     seed: int = _f(42, 'random seed (the same seed gives the same run on a CPU)', 'training', type=int)
     n_samples: int = _f(64, 'images in each sample grid', 'training', type=int)
@@ -67,7 +67,7 @@ class Recipe:
     nf: int = _f(64, 'width: channels of the widest-resolution layer', 'architecture', type=int)
     ks: int = _f(4, 'kernel size', 'architecture', type=int, choices=(4, 5))
     fc: bool = _f(False, 'fully connected first layer in G and last layer in D', 'architecture')
-    leaky_g: bool = _f(False, 'LeakyReLU instead of ReLU in the generator (ganhacks #5)', 'architecture')
+    leaky_g: bool = _f(True, "LeakyReLU instead of ReLU in the generator (ganhacks #5; the paper: ReLU; 21_ablation)", 'architecture')
     bn: bool = _f(True, 'batchnorm', 'architecture')
     dropout: float = _f(0., 'dropout in the critic', 'architecture', type=float)
     sn: bool = _f(False, 'spectral norm in the critic', 'architecture')
@@ -83,7 +83,8 @@ class Recipe:
                             metavar='P')
     swap_labels: bool = _f(False, 'real = 0, fake = 1 for the critic, generator target swapped to match (seed 004)', 'GAN hacks (03_hacks)')
     instance_noise: float = _f(0., "Gaussian noise on the critic's inputs, annealed to 0", 'GAN hacks (03_hacks)', type=float, metavar='SIGMA')
-    ema: float = _f(None, 'sample from an exponential moving average of the generator', 'GAN hacks (03_hacks)', type=float, metavar='DECAY')
+    ema: float = _f(0.95, 'sample from an exponential moving average of the generator with this decay (0: no average; 21_ablation)',
+                    'GAN hacks (03_hacks)', type=float, metavar='DECAY')
     skip_critic_above: float = _f(None, 'HomoGAN: skip the critic step while the generator loss is above T', 'GAN hacks (03_hacks)',
                                   type=float, metavar='T')
     monitor: bool = _f(True, "ganhacks #8's early-failure warnings", 'GAN hacks (03_hacks)')
@@ -125,8 +126,9 @@ def _check(r:Recipe):
 
 # %% ../nbs/10_recipe.ipynb #e8be658d
 def _normal(k, v):
-    "Values as JSON keeps them: pairs as lists, and a one-value `label_smoothing` as a number."
+    "Values as JSON keeps them: pairs as lists, a one-value `label_smoothing` as a number, and `ema` 0 (no average) as None."
     if isinstance(v, tuple): v = list(v)
+    if k == 'ema' and v == 0: v = None
     if k == 'label_smoothing' and isinstance(v, list) and len(v) == 1: v = v[0]
     return v
 

@@ -48,6 +48,17 @@ def test_train_sample_resume(tmp_path):
     assert len(files) == 7 and Image.open(files[0]).size == (16, 16)
 
 
+def test_resume_at_the_defaults_is_exact(tmp_path):
+    "Two epochs in one go, or one and then a resume: the same networks and the same moving average of the generator, bit for bit."
+    run('dcgan_train', *FAST, '--epochs', '2', '--out', str(tmp_path/'once'))
+    run('dcgan_train', *FAST, '--epochs', '1', '--out', str(tmp_path/'twice'))
+    run('dcgan_train', '--out', str(tmp_path/'twice'), '--resume', '--epochs', '2')
+    a, b = (torch.load(tmp_path/k/'checkpoint.pth', weights_only=False) for k in ('once', 'twice'))
+    assert a['ema'] is not None and json.loads((tmp_path/'once'/'recipe.json').read_text())['ema'] == 0.95   # the defaults average G
+    for part in ('generator', 'critic', 'ema'):
+        assert a[part].keys() == b[part].keys() and all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
+
+
 def test_same_seed_same_run(tmp_path):
     for name in ('a', 'b'):
         run('dcgan_train', *FAST, '--epochs', '1', '--seed', '5', '--out', str(tmp_path/name))
