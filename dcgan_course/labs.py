@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from .data import gan_dataloaders, find_dataset, DataError, DATASETS, digits_images, lfw_faces, GANDataLoader, _data_roots
 from fastai.data.core import DataLoaders
