@@ -116,6 +116,7 @@ class DCGANLearner(Learner):
         if check_every < 1: raise ValueError(f"check_every (batches between NaN checks) must be at least 1, got {check_every}")
         if isinstance(compile, str) and compile not in (modes := list(torch._inductor.list_mode_options())):
             raise ValueError(f"compile={compile!r} is not a torch.compile mode; the modes are {', '.join(modes)}")
+        if getattr(dls.train, 'noise', None): generator.noise = dls.train.noise   # sampling draws z as trained
         gan = GANModule(generator, critic)
         if opt_func is None: opt_func = partial(dcgan_adam, mom=beta1, sqr_mom=beta2, eps=1e-8, wd=wd)
         metrics = [_PhaseStat(a) for a in ('gen_loss', 'crit_loss', 'd_real', 'd_fake')] + list(metrics or [])
