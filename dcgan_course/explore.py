@@ -15,10 +15,10 @@ from PIL import Image
 import ipywidgets as W
 from .learner import generate
 from .train import image_grid
-from .core import sample_condition, label_index, parse_attrs
+from .core import sample_condition, label_index, parse_attrs, new_noise
 
 # %% auto #0
-__all__ = ['lerp', 'slerp', 'interpolate', 'seed_latent', 'seed_samples', 'interpolation_strip', 'interpolation_grid',
+__all__ = ['lerp', 'slerp', 'interpolate', 'seed_latent', 'z_span', 'seed_samples', 'interpolation_strip', 'interpolation_grid',
            'latent_walk', 'to_pil', 'png_bytes', 'save_gif', 'interpolation_frames', 'latent_arithmetic',
            'attribute_direction', 'jitter', 'style_grid', 'attribute_strip', 'explorer_latent', 'explorer_condition',
            'explorer_image', 'LatentExplorer', 'latent_explorer']
@@ -80,9 +80,12 @@ def _gen(g) -> nn.Module:
 def seed_latent(generator, seed:int) -> torch.Tensor:
     "The noise vector (nz, 1, 1) that `generate(generator, 1, seed=seed)` draws."
     g = _gen(generator)
-    rng = torch.Generator().manual_seed(int(seed))
-    if getattr(g, 'noise', 'normal') == 'uniform': return torch.rand(1, g.nz, 1, 1, generator=rng)[0] * 2 - 1
-    return torch.randn(1, g.nz, 1, 1, generator=rng)[0]
+    return new_noise(1, g.nz, getattr(g, 'noise', 'normal'), torch.Generator().manual_seed(int(seed)))[0]
+
+# %% ../nbs/06_explore.ipynb #9843d38c
+def z_span(generator) -> float:
+    "How far a coordinate of `generator`'s noise reaches: 3 (three standard deviations) for N(0, 1), 1 for U[-1, 1]."
+    return 1. if getattr(_gen(generator), 'noise', 'normal') == 'uniform' else 3.
 
 # %% ../nbs/06_explore.ipynb #c79a5201
 def _cond(g, n, label=None, attrs=None, seed=None, vocab=None):
@@ -121,9 +124,9 @@ def interpolation_grid(generator, seeds=(0, 1, 2, 3), n:int=8, method:str='slerp
 
 # %% ../nbs/06_explore.ipynb #524db730
 def latent_walk(generator, dims=(0,), values=None, z=None, seed:int=0, label=None, attrs=None, vocab=None) -> torch.Tensor:
-    "Images (len(dims) * len(values), C, H, W): `z` (default: the noise of `seed`) with each coordinate in `dims` set to each of `values`."
+    "Images (len(dims) * len(values), C, H, W): `z` (default: the noise of `seed`) with each coordinate in `dims` set to each of `values` (default: 9 across `z_span`)."
     g = _gen(generator)
-    values = torch.linspace(-3, 3, 9) if values is None else torch.as_tensor(values, dtype=torch.float32)
+    values = torch.linspace(-z_span(g), z_span(g), 9) if values is None else torch.as_tensor(values, dtype=torch.float32)
     dims = [dims] if isinstance(dims, int) else list(dims)
     bad = [d for d in dims if not 0 <= d < g.nz]
     if bad: raise ValueError(f"Latent dimensions {bad} out of range: this generator has nz={g.nz} (0-{g.nz - 1})")
@@ -270,9 +273,10 @@ class LatentExplorer(W.VBox):
         super().close()
 
 def latent_explorer(generator_or_learner, dims=(0, 1, 2, 3), seeds=(0, 1), scale:int=8, method:str='slerp', vocab=None,
-                    slider_range:float=3.) -> LatentExplorer:
+                    slider_range:float=None) -> LatentExplorer:
     "An ipywidgets panel: live image, two seeds, a slider between them, offset sliders for `dims`, class or attribute toggles."
     g = _gen(generator_or_learner)
+    slider_range = slider_range or z_span(g)       # the offset sliders reach as far as the noise does
     if vocab is None:
         vocab = getattr(g, 'vocab', None)
         dls = getattr(generator_or_learner, 'dls', None)
