@@ -55,19 +55,22 @@ class Recipe:
     # training
     epochs: int = _f(25, 'train until this many epochs (with --resume: in total)', 'training', type=int)
     bs: int = _f(64, 'batch size', 'training', type=int)
-    lr: float = _f(1e-3, "Adam learning rate, both networks (the paper's: 2e-4; 21_ablation)", 'training', type=float)
-    lr_d: float = _f(None, "the critic's learning rate, if it differs from --lr (two time-scale updates, Heusel et al. 2017)", 'training',
+    lr: float = _f(1e-3, "Adam learning rate: the generator's, and the critic's unless --lr-d (the paper's: 2e-4; 21_ablation)", 'training',
+                   type=float)
+    lr_d: float = _f(4e-4, "the critic's learning rate: slower than the generator's (21_ablation; two time-scale updates, Heusel et al. "
+                     "2017); give it --lr's value for one rate", 'training',
                      type=float)
     beta1: float = _f(0., "Adam's beta1 (the paper's: 0.5; 21_ablation)", 'training', type=float)
     n_crit: int = _f(1, 'train the generator on every n-th batch only (critic on every batch)', 'training', type=int)
-    seed: int = _f(42, 'random seed (the same seed gives the same run on a CPU)', 'training', type=int)
+    seed: int = _f(42, 'random seed (the same seed gives the same run on a CPU with the same number of threads)', 'training', type=int)
     n_samples: int = _f(64, 'images in each sample grid', 'training', type=int)
     # architecture
     nz: int = _f(100, 'size of the latent vector z', 'architecture', type=int)
     nf: int = _f(64, 'width: channels of the widest-resolution layer', 'architecture', type=int)
     ks: int = _f(4, 'kernel size', 'architecture', type=int, choices=(4, 5))
     fc: bool = _f(False, 'fully connected first layer in G and last layer in D', 'architecture')
-    leaky_g: bool = _f(True, "LeakyReLU instead of ReLU in the generator (ganhacks #5; the paper: ReLU; 21_ablation)", 'architecture')
+    leaky_g: bool = _f(False, "LeakyReLU instead of ReLU in the generator (ganhacks #5; it helps alone, not beside the other changes: "
+                       "21_ablation)", 'architecture')
     bn: bool = _f(True, 'batchnorm', 'architecture')
     dropout: float = _f(0., 'dropout in the critic', 'architecture', type=float)
     sn: bool = _f(False, 'spectral norm in the critic', 'architecture')
