@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['NOISES', 'default_device', 'new_noise', 'atomic_write', 'atomic_save', 'atomic_write_text', 'atomic_write_json',
-           'cache_dir', 'label_index', 'parse_attrs', 'sample_condition']
+__all__ = ['NOISES', 'default_device', 'new_noise', 'noise_of', 'atomic_write', 'atomic_save', 'atomic_write_text',
+           'atomic_write_json', 'cache_dir', 'label_index', 'parse_attrs', 'sample_condition']
 
 # %% ../nbs/00_core.ipynb #0b578699
 def default_device(device=None, # 'cpu', 'cuda', 'cuda:1', a `torch.device`, or None for the best one here
@@ -32,6 +32,11 @@ def new_noise(n:int, # how many noise vectors
     if noise not in NOISES: raise ValueError(f"noise must be 'normal' or 'uniform', got {noise!r}")
     z = torch.rand(n, nz, 1, 1, generator=generator) * 2 - 1 if noise == 'uniform' else torch.randn(n, nz, 1, 1, generator=generator)
     return z if device is None else z.to(device)
+
+# %% ../nbs/00_core.ipynb #e405a8f6
+def noise_of(generator) -> str:
+    "The noise `generator` trained on: its `noise` attribute ('normal' or 'uniform'), and 'normal' for a net that has none."
+    return getattr(generator, 'noise', None) or 'normal'
 
 # %% ../nbs/00_core.ipynb #7d110561
 def atomic_write(fname, # the file to (re)write

@@ -15,7 +15,7 @@ from PIL import Image
 import ipywidgets as W
 from .learner import generate
 from .train import image_grid
-from .core import sample_condition, label_index, parse_attrs, new_noise
+from .core import sample_condition, label_index, parse_attrs, new_noise, noise_of
 
 # %% auto #0
 __all__ = ['lerp', 'slerp', 'interpolate', 'seed_latent', 'z_span', 'seed_samples', 'interpolation_strip', 'interpolation_grid',
@@ -80,12 +80,12 @@ def _gen(g) -> nn.Module:
 def seed_latent(generator, seed:int) -> torch.Tensor:
     "The noise vector (nz, 1, 1) that `generate(generator, 1, seed=seed)` draws."
     g = _gen(generator)
-    return new_noise(1, g.nz, getattr(g, 'noise', 'normal'), torch.Generator().manual_seed(int(seed)))[0]
+    return new_noise(1, g.nz, noise_of(g), torch.Generator().manual_seed(int(seed)))[0]
 
 # %% ../nbs/06_explore.ipynb #9843d38c
 def z_span(generator) -> float:
     "How far a coordinate of `generator`'s noise reaches: 3 (three standard deviations) for N(0, 1), 1 for U[-1, 1]."
-    return 1. if getattr(_gen(generator), 'noise', 'normal') == 'uniform' else 3.
+    return 1. if noise_of(_gen(generator)) == 'uniform' else 3.
 
 # %% ../nbs/06_explore.ipynb #c79a5201
 def _cond(g, n, label=None, attrs=None, seed=None, vocab=None):

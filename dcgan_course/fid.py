@@ -19,7 +19,7 @@ from fastai.learner import Recorder
 from fastai.metrics import ValueMetric
 from fastai.callback.core import Callback
 
-from .core import new_noise, sample_condition, cache_dir as _cache_root, atomic_save, atomic_write_json
+from .core import new_noise, noise_of, sample_condition, cache_dir as _cache_root, atomic_save, atomic_write_json
 from .data import DataError
 from .train import fixed_noise
 from .frechet import MIN_FID_SAMPLES, frechet_distance, feature_stats, fid_from_features, kid_from_features, _warn_few
@@ -93,7 +93,7 @@ def generator_features(generator, n:int, seed:int=0, bs:int=32, device=None, wei
     from dcgan_course.learner import generate
     if n is not None and n < 1: raise DataError(f"Number of samples must be positive, got {n}")
     if z is None:
-        z = new_noise(n, generator.nz, getattr(generator, 'noise', 'normal'), torch.Generator().manual_seed(seed))
+        z = new_noise(n, generator.nz, noise_of(generator), torch.Generator().manual_seed(seed))
     cond = tuple(cond) if isinstance(cond, (tuple, list)) else ((cond,) if cond is not None else _sample_cond(generator, len(z), seed))
     net, dev = _feature_net(feature_fn, weights, device)
     batches = (to_inception_input(generate(generator, z=z[i:i + bs], cond=tuple(c[i:i + bs] for c in cond) or None, bs=bs))

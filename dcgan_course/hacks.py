@@ -15,8 +15,9 @@ from fastai.metrics import ValueMetric
 from fastai.callback.core import Callback
 
 # %% auto #0
-__all__ = ['SwapLabels', 'LabelSmoothing', 'FlipLabels', 'InstanceNoise', 'SkipCritic', 'GeneratorEMA', 'batch_diversity',
-           'GANMonitor', 'hack_callbacks']
+__all__ = ['AUGMENTS', 'SwapLabels', 'LabelSmoothing', 'FlipLabels', 'fit_pct', 'InstanceNoise', 'translate', 'cutout',
+           'augment_policy', 'DiffAugment', 'LRDecay', 'SkipCritic', 'GeneratorEMA', 'batch_diversity', 'GANMonitor',
+           'hack_callbacks']
 
 # %% ../nbs/03_hacks.ipynb #50d58545
 class SwapLabels(Callback):
@@ -87,6 +88,11 @@ class FlipLabels(Callback):
     def before_critic(self):
         self.learn.real_target, self.learn.fake_target = self._flip(self.learn.real_target), self._flip(self.learn.fake_target)
 
+# %% ../nbs/03_hacks.ipynb #77d37dec
+def fit_pct(learn) -> float:
+    "The fraction of the fit done at this batch: fastai's `pct_train` in a fresh fit, and still right in a fit resumed at a later epoch."
+    return min(1., (learn.epoch + learn.iter / max(learn.n_iter, 1)) / max(learn.n_epoch, 1))
+
 # %% ../nbs/03_hacks.ipynb #bd169b8f
 class InstanceNoise(Callback):
     """Add Gaussian noise to every image the critic sees (real, and fake in both phases), std `sigma` annealed linearly to 0 over the fit
@@ -96,17 +102,81 @@ class InstanceNoise(Callback):
         if sigma < 0: raise ValueError(f"The instance noise std must be non-negative, got {sigma}")
         store_attr('sigma,anneal')
 
-    def _pct(self) -> float:
-        "Fraction of the fit done at this batch: `pct_train` in a fresh fit, and still right when resuming at a later epoch."
-        return min(1., (self.epoch + self.iter / max(self.n_iter, 1)) / max(self.n_epoch, 1))
-
     def before_batch(self):
-        self.learn.noise_sigma = self.sigma * (1 - self._pct()) if self.anneal else self.sigma
+        self.learn.noise_sigma = self.sigma * (1 - fit_pct(self.learn)) if self.anneal else self.sigma
 
     def _noisy(self, x): return x + torch.randn_like(x) * self.learn.noise_sigma if self.learn.noise_sigma > 0 else x
     def before_critic(self):
         self.learn.crit_real, self.learn.crit_fake = self._noisy(self.learn.crit_real), self._noisy(self.learn.crit_fake)
     def before_generator(self): self.learn.gen_fake = self._noisy(self.learn.gen_fake)
+
+# %% ../nbs/03_hacks.ipynb #03603011
+def translate(x:torch.Tensor, # images (N, C, H, W)
+              ratio:float=0.125, # the largest shift, as a fraction of the side
+              fill:float=0., # the value of the pixels that come in
+             ) -> torch.Tensor:
+    "Shift each image by its own random whole number of pixels, up to `ratio` of the side each way (DiffAugment's translation)."
+    n, _, h, w = x.shape
+    dy, dx = int(h * ratio + 0.5), int(w * ratio + 0.5)
+    if not (dy or dx): return x
+    sy = torch.randint(-dy, dy + 1, (n, 1, 1), device=x.device) + dy    # a row offset into the padded image
+    sx = torch.randint(-dx, dx + 1, (n, 1, 1), device=x.device) + dx
+    rows = torch.arange(h, device=x.device)[None, :, None] + sy
+    cols = torch.arange(w, device=x.device)[None, None, :] + sx
+    padded = F.pad(x, [dx, dx, dy, dy], value=fill).permute(0, 2, 3, 1)             # (N, H', W', C): index pixels, keep channels
+    return padded[torch.arange(n, device=x.device)[:, None, None], rows, cols].permute(0, 3, 1, 2)
+
+# %% ../nbs/03_hacks.ipynb #374ce8bb
+def cutout(x:torch.Tensor, # images (N, C, H, W)
+           ratio:float=0.5, # the square's side, as a fraction of the image's
+           fill:float=0., # the value of the blanked pixels
+          ) -> torch.Tensor:
+    "Blank one random square of `ratio` of the side in each image; its centre may lie on the edge, so part of it may fall outside (DiffAugment's cutout)."
+    n, _, h, w = x.shape
+    ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
+    top = torch.randint(0, h + 1 - ch % 2, (n, 1, 1), device=x.device) - ch // 2
+    left = torch.randint(0, w + 1 - cw % 2, (n, 1, 1), device=x.device) - cw // 2
+    rows = torch.arange(h, device=x.device)[None, :, None]
+    cols = torch.arange(w, device=x.device)[None, None, :]
+    hole = (rows >= top) & (rows < top + ch) & (cols >= left) & (cols < left + cw)
+    return torch.where(hole[:, None], torch.full_like(x, fill), x)
+
+# %% ../nbs/03_hacks.ipynb #b1b7d44a
+AUGMENTS = dict(translation=translate, cutout=cutout)
+
+def augment_policy(policy:str, # names from `AUGMENTS`, comma-separated, e.g. 'translation,cutout'
+                  ) -> list:
+    "The augmentations that `policy` names, in its order; an error that names any it does not know."
+    names = [s.strip() for s in policy.split(',') if s.strip()]
+    bad = [s for s in names if s not in AUGMENTS]
+    if bad or not names:
+        raise ValueError(f"unknown augmentation {', '.join(map(repr, bad)) or repr(policy)}: a policy is one or more of "
+                         f"{', '.join(AUGMENTS)}, comma-separated")
+    return [AUGMENTS[s] for s in names]
+
+# %% ../nbs/03_hacks.ipynb #743c54e8
+class DiffAugment(Callback):
+    """Differentiable augmentation (Zhao et al. 2020): every image the critic sees, real and fake, in both phases, goes through the
+    `policy`'s random transforms (`AUGMENTS`, comma-separated), so that the critic cannot remember a small data set; the generator's
+    gradient flows back through them. Before `InstanceNoise`, which then blurs the augmented images."""
+    order = InstanceNoise.order - 1
+    def __init__(self, policy:str='translation'): self.policy, self.fns = policy, augment_policy(policy)
+    def _aug(self, x):
+        for f in self.fns: x = f(x)
+        return x
+    def before_critic(self): self.learn.crit_real, self.learn.crit_fake = self._aug(self.learn.crit_real), self._aug(self.learn.crit_fake)
+    def before_generator(self): self.learn.gen_fake = self._aug(self.learn.gen_fake)
+
+# %% ../nbs/03_hacks.ipynb #9f6ffa12
+class LRDecay(Callback):
+    "Decay each parameter group's learning rate linearly, from the fit's value at its start to `end` times it at its end (exact on resume)."
+    order = 0
+    def __init__(self, end:float=0.):
+        if not 0 <= end <= 1: raise ValueError(f"The learning rate's final fraction must be in [0, 1], got {end}")
+        self.end = end
+    def before_fit(self): self.base = [h['lr'] for h in self.opt.hypers]     # fastai's `fit` has just set them
+    def before_batch(self):
+        if self.training: self.opt.set_hyper('lr', [b * (1 - (1 - self.end) * fit_pct(self.learn)) for b in self.base])
 
 # %% ../nbs/03_hacks.ipynb #acea69aa
 def _add_metrics(learn, owner, mets):
@@ -276,17 +346,19 @@ class GANMonitor(Callback):
     def after_fit(self): _remove_metrics(self.learn, self)
 
 # %% ../nbs/03_hacks.ipynb #dd211771
-def hack_callbacks(label_smoothing=None, fake_smoothing=None, flip_labels:float=0., swap_labels:bool=False,
-                   instance_noise:float=0., ema:float=None, skip_critic_above:float=None, monitor:bool=True) -> list:
+def hack_callbacks(label_smoothing=None, fake_smoothing=None, flip_labels:float=0., swap_labels:bool=False, instance_noise:float=0.,
+                   diffaug:str=None, lr_decay:bool=False, ema:float=None, skip_critic_above:float=None, monitor:bool=True) -> list:
     """The GAN-hack callbacks for `dcgan_train`'s flags: `label_smoothing` (low, high) or a number for real targets, `fake_smoothing`
-    (low, high) for fake ones, `flip_labels` P, `swap_labels`, `instance_noise` SIGMA, `ema` DECAY, `skip_critic_above` T (HomoGAN),
-    `monitor` (ganhacks #8's warnings). Falsy values leave a hack out."""
+    (low, high) for fake ones, `flip_labels` P, `swap_labels`, `instance_noise` SIGMA, `diffaug` POLICY, `lr_decay`, `ema` DECAY,
+    `skip_critic_above` T (HomoGAN), `monitor` (ganhacks #8's warnings). Falsy values leave a hack out."""
     cbs = []
     if swap_labels: cbs.append(SwapLabels())
     if label_smoothing is not None or fake_smoothing is not None:
         cbs.append(LabelSmoothing(real=1. if label_smoothing is None else label_smoothing, fake=fake_smoothing))
     if flip_labels: cbs.append(FlipLabels(flip_labels))
     if instance_noise: cbs.append(InstanceNoise(instance_noise))
+    if diffaug: cbs.append(DiffAugment(diffaug))
+    if lr_decay: cbs.append(LRDecay())
     if skip_critic_above is not None: cbs.append(SkipCritic(skip_critic_above))
     if ema: cbs.append(GeneratorEMA(ema))
     if monitor: cbs.append(GANMonitor())

@@ -23,7 +23,7 @@ from fastai.torch_core import to_detach
 from fastai.data.load import DataLoader
 from fastai.data.core import DataLoaders
 
-from .core import new_noise
+from .core import new_noise, noise_of
 
 # %% auto #0
 __all__ = ['crit_loss_bce', 'gen_loss_bce', 'NonFiniteLossError', 'dcgan_adam', 'DCGANLearner', 'generate', 'dcgan_pair',
@@ -355,7 +355,7 @@ def generate(generator:nn.Module, n:int=None, z:torch.Tensor=None, cond=None, bs
     if z is None:
         if n is None: raise ValueError("Pass n (how many images) or z (the noise)")
         g = torch.Generator().manual_seed(seed) if seed is not None else None
-        z = new_noise(n, generator.nz, noise or getattr(generator, 'noise', 'normal'), g)
+        z = new_noise(n, generator.nz, noise or noise_of(generator), g)
     if cond is not None and not isinstance(cond, (tuple, list)): cond = (cond,)
     dev = next(generator.parameters()).device
     was_training = generator.training

@@ -16,7 +16,7 @@ from fastcore.basics import patch
 from fastai.torch_core import set_seed
 from .layers import Critic, MaxPoolCritic, dcgan_nets
 from .train import dcgan_learner
-from .hacks import hack_callbacks
+from .hacks import hack_callbacks, augment_policy
 from .conditional import conditional_nets, balance_dls
 from .fid import FIDCallback
 from .tensorboard import TensorBoardCallback
@@ -50,17 +50,17 @@ class Recipe:
     max_items: int = _f(None, 'use at most this many images', 'data', type=int)
     on_disk: bool = _f(False, "keep the decoded images in a .npy file and read each batch from it, instead of RAM: data bigger than memory (00_disk)",
                        'data')
-    noise: str = _f('uniform', "distribution of z (uniform: the DCGAN paper's, kept by 21_ablation; normal: PyTorch's example)", 'data',
+    noise: str = _f('normal', "distribution of z (normal: PyTorch's example; uniform: the DCGAN paper's; 21_ablation)", 'data',
                     choices=NOISES)
     # training
     epochs: int = _f(25, 'train until this many epochs (with --resume: in total)', 'training', type=int)
     bs: int = _f(64, 'batch size', 'training', type=int)
     lr: float = _f(1e-3, "Adam learning rate: the generator's, and the critic's unless --lr-d (the paper's: 2e-4; 21_ablation)", 'training',
                    type=float)
-    lr_d: float = _f(4e-4, "the critic's learning rate: slower than the generator's (21_ablation; two time-scale updates, Heusel et al. "
-                     "2017); give it --lr's value for one rate", 'training',
-                     type=float)
-    beta1: float = _f(0., "Adam's beta1 (the paper's: 0.5; 21_ablation)", 'training', type=float)
+    lr_d: float = _f(None, "the critic's learning rate, if it differs from --lr's (two time-scale updates, Heusel et al. 2017; 21_ablation)",
+                     'training', type=float)
+    beta1: float = _f(0.5, "Adam's beta1 (the paper's; 21_ablation)", 'training', type=float)
+    lr_decay: bool = _f(False, "decay both learning rates linearly to 0 over the run (03_hacks; 21_ablation)", 'training')
     n_crit: int = _f(1, 'train the generator on every n-th batch only (critic on every batch)', 'training', type=int)
     seed: int = _f(42, 'random seed (the same seed gives the same run on a CPU with the same number of threads)', 'training', type=int)
     n_samples: int = _f(64, 'images in each sample grid', 'training', type=int)
@@ -69,8 +69,7 @@ class Recipe:
     nf: int = _f(64, 'width: channels of the widest-resolution layer', 'architecture', type=int)
     ks: int = _f(4, 'kernel size', 'architecture', type=int, choices=(4, 5))
     fc: bool = _f(False, 'fully connected first layer in G and last layer in D', 'architecture')
-    leaky_g: bool = _f(False, "LeakyReLU instead of ReLU in the generator (ganhacks #5; it helps alone, not beside the other changes: "
-                       "21_ablation)", 'architecture')
+    leaky_g: bool = _f(False, "LeakyReLU instead of ReLU in the generator (ganhacks #5; 21_ablation)", 'architecture')
     bn: bool = _f(True, 'batchnorm', 'architecture')
     dropout: float = _f(0., 'dropout in the critic', 'architecture', type=float)
     sn: bool = _f(False, 'spectral norm in the critic', 'architecture')
@@ -86,6 +85,8 @@ class Recipe:
                             metavar='P')
     swap_labels: bool = _f(False, 'real = 0, fake = 1 for the critic, generator target swapped to match (seed 004)', 'GAN hacks (03_hacks)')
     instance_noise: float = _f(0., "Gaussian noise on the critic's inputs, annealed to 0", 'GAN hacks (03_hacks)', type=float, metavar='SIGMA')
+    diffaug: str = _f(None, "differentiable augmentation of every image the critic sees: translation, cutout, or both comma-separated "
+                      "(DiffAugment, Zhao et al. 2020; none: off; 21_ablation)", 'GAN hacks (03_hacks)', metavar='POLICY')
     ema: float = _f(0.95, 'sample from an exponential moving average of the generator with this decay (0: no average; 21_ablation)',
                     'GAN hacks (03_hacks)', type=float, metavar='DECAY')
     skip_critic_above: float = _f(None, 'HomoGAN: skip the critic step while the generator loss is above T', 'GAN hacks (03_hacks)',
@@ -118,6 +119,9 @@ def _check(r:Recipe):
     if not 0 <= r.flip_labels < 1: raise ValueError(f'--flip-labels must be a fraction in [0, 1), got {r.flip_labels}')
     if r.ema is not None and not 0 < r.ema < 1: raise ValueError(f'--ema must be a decay in (0, 1), got {r.ema}')
     if r.instance_noise < 0: raise ValueError(f'--instance-noise must be at least 0, got {r.instance_noise}')
+    if r.diffaug is not None:
+        try: augment_policy(r.diffaug)
+        except ValueError as e: raise ValueError(f'--diffaug: {e}') from None
     if not 0 <= r.dropout < 1: raise ValueError(f'--dropout must be in [0, 1), got {r.dropout}')
     if r.fid_every < 0: raise ValueError(f'--fid-every must be 0 (off) or positive, got {r.fid_every}')
     if r.conditional and r.attrs: raise ValueError('use --conditional (classes) or --attrs (attributes), not both')
@@ -129,9 +133,10 @@ def _check(r:Recipe):
 
 # %% ../nbs/10_recipe.ipynb #e8be658d
 def _normal(k, v):
-    "Values as JSON keeps them: pairs as lists, a one-value `label_smoothing` as a number, and `ema` 0 (no average) as None."
+    "Values as JSON keeps them: pairs as lists, a one-value `label_smoothing` as a number, `ema` 0 (no average) and `diffaug` 'none' as None."
     if isinstance(v, tuple): v = list(v)
     if k == 'ema' and v == 0: v = None
+    if k == 'diffaug' and isinstance(v, str) and v.strip().lower() in ('', 'none'): v = None
     if k == 'label_smoothing' and isinstance(v, list) and len(v) == 1: v = v[0]
     return v
 
@@ -158,14 +163,18 @@ def save(self:Recipe, fname) -> Path:
     return atomic_write_json(fname, self.to_dict())
 
 # %% ../nbs/10_recipe.ipynb #178eb468
+_ADDED = dict(lr_decay=False, diffaug=None)   # fields added after runs were first saved, and the value that means what those runs did
+
 def load_recipe(fname) -> Recipe:
-    "Read a recipe saved by `Recipe.save` (a run folder's `recipe.json`)."
+    """Read a recipe saved by `Recipe.save` (a run folder's `recipe.json`). A file that holds every field but those in `_ADDED` was
+    saved before they existed, and they read as off: its run resumes as it started. In a shorter file, missing fields are today's defaults."""
     fname = Path(fname)
     if fname.is_dir(): fname = fname/'recipe.json'
     if not fname.exists(): raise FileNotFoundError(f"No recipe file at {fname}")
     try: d = json.loads(fname.read_text())
     except json.JSONDecodeError as e: raise ValueError(f"{fname} is not a recipe (not JSON: {e})") from None
     if not isinstance(d, dict): raise ValueError(f"{fname} is not a recipe (a JSON object is expected)")
+    if set(d) >= {f.name for f in fields(Recipe)} - set(_ADDED): d = {**_ADDED, **d}
     return Recipe().replace(**d)
 
 # %% ../nbs/10_recipe.ipynb #3f8ef3ad
@@ -185,7 +194,7 @@ def __repr__(self:Recipe) -> str:
 _DEF = "the other values and the epoch budget: DCGAN defaults or our choice"
 _PAPER = Recipe('dcgan', "the DCGAN paper's recipe as PyTorch's examples/dcgan trains it (no hack, no monitor), on the digits: the "
                 "baseline that comparisons start from").replace(lr=2e-4, lr_d=None, beta1=0.5, bs=64, nz=100, nf=64, ks=4, noise='normal',
-                n_crit=1, ema=None, label_smoothing=None, fake_smoothing=None, flip_labels=0., swap_labels=False, instance_noise=0.,
+                n_crit=1, ema=None, label_smoothing=None, fake_smoothing=None, flip_labels=0., swap_labels=False, instance_noise=0., diffaug=None, lr_decay=False,
                 skip_critic_above=None, leaky_g=False, bn=True, sn=False, mbstd=False, dropout=0., monitor=False)
 
 def _paper(name, note):
@@ -259,7 +268,7 @@ def recipe_callbacks(r:Recipe, # the recipe: hacks, monitor, FID
     "The callbacks of recipe `r`: its GAN hacks, the failure monitor, FID, TensorBoard."
     cbs = hack_callbacks(label_smoothing=r.label_smoothing if not isinstance(r.label_smoothing, list) else tuple(r.label_smoothing),
                          fake_smoothing=r.fake_smoothing and tuple(r.fake_smoothing), flip_labels=r.flip_labels,
-                         swap_labels=r.swap_labels, instance_noise=r.instance_noise, ema=r.ema,
+                         swap_labels=r.swap_labels, instance_noise=r.instance_noise, diffaug=r.diffaug, lr_decay=r.lr_decay, ema=r.ema,
                          skip_critic_above=r.skip_critic_above, monitor=r.monitor)
     if r.fid_every: cbs.append(FIDCallback(every=r.fid_every, n_samples=r.fid_samples, **fid_kwargs))
     if r.tensorboard: cbs.append(TensorBoardCallback())

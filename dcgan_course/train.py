@@ -18,7 +18,7 @@ from fastai.callback.core import Callback
 from torchvision.utils import make_grid, save_image
 import matplotlib.pyplot as plt
 
-from .core import atomic_save, atomic_write, new_noise, sample_condition
+from .core import atomic_save, atomic_write, new_noise, noise_of, sample_condition
 from .layers import Generator, dcgan_nets
 from .learner import DCGANLearner, generate
 
@@ -64,8 +64,7 @@ def fixed_noise(learn, # the learner whose generator is sampled
                ) -> torch.Tensor:
     "`n` noise vectors for `learn`'s generator, in its data's distribution (`core.new_noise`), from a random generator seeded by `seed`."
     g = learn.generator
-    kind = getattr(learn.dls.train, 'noise', None) or getattr(g, 'noise', 'normal')
-    return new_noise(n, g.nz, kind, torch.Generator().manual_seed(seed))
+    return new_noise(n, g.nz, noise_of(g), torch.Generator().manual_seed(seed))
 
 # %% ../nbs/02a_train.ipynb #62b62070
 def fixed_condition(learn, # the learner whose generator is sampled

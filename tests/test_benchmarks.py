@@ -17,3 +17,14 @@ def test_bench_gpu_runs_on_the_cpu(tmp_path):
     assert rows['plain loop, replayed batches']['ratio_to_plain'] == 1.0
     assert all(r['ms_per_update_pair'] > 0 and 'error' not in r for r in rows.values()), rows
     assert res['device'] and res['torch']
+
+
+def test_bench_defaults_times_both_recipes(tmp_path):
+    "A smoke run of the step-time check between the defaults and the paper's recipe: both timed, their ratio written."
+    out = tmp_path/'d.json'
+    r = subprocess.run([sys.executable, str(ROOT/'benchmarks'/'bench_defaults.py'), '--size', '16', '--nf', '8', '--max-items', '256',
+                        '--repeats', '1', '--out', str(out)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    res = json.loads(out.read_text())
+    assert set(res['ms_per_step']) == {'paper (RECIPES["dcgan"])', 'defaults (Recipe())'} and all(v > 0 for v in res['ms_per_step'].values())
+    assert res['ratio_defaults_to_paper'] > 0 and res['device']

@@ -48,10 +48,13 @@ def test_train_sample_resume(tmp_path):
     assert len(files) == 7 and Image.open(files[0]).size == (16, 16)
 
 
-def test_resume_at_the_defaults_is_exact(tmp_path):
-    "Two epochs in one go, or one and then a resume: the same networks and the same moving average of the generator, bit for bit."
-    run('dcgan_train', *FAST, '--epochs', '2', '--out', str(tmp_path/'once'))
-    run('dcgan_train', *FAST, '--epochs', '1', '--out', str(tmp_path/'twice'))
+@pytest.mark.parametrize('extra', [[], ['--diffaug', 'translation,cutout']], ids=['defaults', 'diffaug'])
+def test_resume_at_the_defaults_is_exact(tmp_path, extra):
+    """Two epochs in one go, or one and then a resume: the same networks and the same moving average of the generator, bit for bit;
+    also with DiffAugment's random shifts and holes. (`--lr-decay` plans its schedule over --epochs, so a run that a resume lengthens
+    is another run; a resume in the middle of its schedule is `tests/test_learner.py::test_resume_mid_schedule_is_exact`.)"""
+    run('dcgan_train', *FAST, *extra, '--epochs', '2', '--out', str(tmp_path/'once'))
+    run('dcgan_train', *FAST, *extra, '--epochs', '1', '--out', str(tmp_path/'twice'))
     run('dcgan_train', '--out', str(tmp_path/'twice'), '--resume', '--epochs', '2')
     a, b = (torch.load(tmp_path/k/'checkpoint.pth', weights_only=False) for k in ('once', 'twice'))
     assert a['ema'] is not None and json.loads((tmp_path/'once'/'recipe.json').read_text())['ema'] == 0.95   # the defaults average G
@@ -78,6 +81,7 @@ def test_train_on_a_folder(tmp_path, digits_folder):
     (['--size', '24'], 'power of two'),
     (['--epochs', '0'], '--epochs must be at least 1'),
     (['--lr', '-1'], '--lr must be positive'),
+    (['--diffaug', 'colour'], "--diffaug: unknown augmentation 'colour'"),
     (['--compile', 'fast'], "compile='fast' is not a torch.compile mode"),
     (['--data', 'celeba', '--data-root', '/tmp/definitely-not-here'], 'celeba data set was not found'),
 ])

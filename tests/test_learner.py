@@ -1,5 +1,5 @@
 "The learner's guarantees: frozen networks stay bit-identical, NaN stops training without losing the checkpoint, resume is exact."
-import copy
+import copy, shutil
 import pytest, torch
 from fastai.callback.core import Callback
 from fastai.optimizer import Adam
@@ -8,7 +8,8 @@ from functools import partial
 from dcgan_course.data import gan_dataloaders
 from dcgan_course.layers import Generator, Critic
 from dcgan_course.learner import NonFiniteLossError
-from dcgan_course.train import dcgan_learner
+from dcgan_course.train import dcgan_learner, Checkpoint
+from dcgan_course.hacks import LRDecay, DiffAugment
 
 
 def small(seed=0, **kw):
@@ -70,6 +71,31 @@ def test_resume_is_exact(tmp_path):
         assert torch.equal(p, q)
 
 
+
+
+class _KeepCheckpoint(Callback):
+    "Copy the run's checkpoint as it is after epoch `n` (the `Checkpoint` callback overwrites it every epoch)."
+    order = Checkpoint.order + 1
+    def __init__(self, n, dest): self.n, self.dest = n, dest
+    def after_epoch(self):
+        if self.epoch + 1 == self.n: shutil.copy(self.learn.path/'checkpoint.pth', self.dest)
+
+
+def test_resume_mid_schedule_is_exact(tmp_path):
+    """A run of 2 epochs stopped after the first and resumed ends where the run that went on ends, bit for bit: `LRDecay`'s rates
+    continue from the middle of their schedule and `DiffAugment`'s random shifts and holes from the saved random state."""
+    def learner(seed, name, *cbs):
+        dls, G, D = small(seed)
+        return dcgan_learner(dls, G, D, lr=[1e-3, 4e-4], path=tmp_path/name, cbs=[LRDecay(), DiffAugment('translation,cutout'), *cbs])
+    a = learner(1, 'a', _KeepCheckpoint(1, tmp_path/'epoch1.pth'))
+    with a.no_bar(), a.no_logging(): a.fit(2)
+    b = learner(2, 'b')
+    assert b.load_checkpoint(tmp_path/'epoch1.pth') == 1
+    with b.no_bar(), b.no_logging(): b.fit(2, start_epoch=1)
+    assert [h['lr'] for h in b.opt.hypers] == [h['lr'] for h in a.opt.hypers] and a.opt.hypers[0]['lr'] < 1e-4   # decayed, alike
+    for p, q in zip(list(a.generator.parameters()) + list(a.critic.parameters()),
+                    list(b.generator.parameters()) + list(b.critic.parameters())):
+        assert torch.equal(p, q)
 
 # --- resume onto another device (issue 15.1) ---------------------------------------------------------------------------------------
 from fastai.learner import Learner
