@@ -8,16 +8,12 @@ Both are built by `recipe_learner`, as `dcgan_train` builds them (with its failu
     python benchmarks/bench_defaults.py                 # 32 px, 64 wide, all the digits: dcgan_train's own size
     python benchmarks/bench_defaults.py --size 16 --nf 8 --max-items 256 --repeats 1 --out /tmp/d.json    # a smoke run
 """
-import argparse, json, os, platform, statistics, time, warnings
+import argparse, json, os, statistics, sys, time, warnings
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_learner import cpu_name      # one CPU-name reader for every benchmark
 
-def cpu_name():
-    try:
-        for line in open('/proc/cpuinfo'):
-            if line.startswith('model name'): return line.split(':', 1)[1].strip()
-    except OSError: pass
-    return platform.processor() or platform.machine()
 
 
 def main(args=None):
