@@ -15,11 +15,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_learner import cpu_name      # one CPU-name reader for every benchmark
 
 
-
 def main(args=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--size', type=int, default=32); p.add_argument('--nf', type=int, default=64)
-    p.add_argument('--max-items', type=int, default=None); p.add_argument('--repeats', type=int, default=5)
+    p.add_argument('--max-items', type=int, default=None); p.add_argument('--repeats', type=int, default=15)
     p.add_argument('--out', default=str(Path(__file__).parent/'defaults_results.json'))
     a = p.parse_args(args)
     import torch

@@ -211,11 +211,12 @@ class SkipCritic(Callback):
 class GeneratorEMA(Callback):
     """Keep an exponential moving average of the generator's weights in `learn.ema_generator`, updated after each generator step (one `foreach` kernel), with
     decay `min(decay, (1+n)/(10+n))` after `n` updates (`warmup=False`: always `decay`); batchnorm buffers are copied.
-    The learner samples and saves from it. From Yazıcı et al. (2019) and Karras et al.'s ProGAN/StyleGAN."""
+    The learner samples and saves from it, and keeps the count `n` in `learn.ema_updates`, which checkpoints carry.
+    From Yazıcı et al. (2019) and Karras et al.'s ProGAN/StyleGAN."""
     order = Recorder.order + 15   # any order serves its after_step; it sits among the run-folder callbacks, before the Checkpoint (Recorder + 20)
     def __init__(self, decay:float=0.999, warmup:bool=True):
         if not 0 <= decay < 1: raise ValueError(f"The EMA decay must be in [0, 1), got {decay}")
-        store_attr('decay,warmup'); self.n_updates = 0
+        store_attr('decay,warmup')
 
     def _ensure(self):
         g = self.learn.model.generator
@@ -223,7 +224,7 @@ class GeneratorEMA(Callback):
         if ema is None:
             ema = copy.deepcopy(g).eval()
             for p in ema.parameters(): p.requires_grad_(False)
-            self.learn.ema_generator, self.n_updates = ema, 0   # on the learner: a callback attribute of that name would shadow it
+            self.learn.ema_generator, self.learn.ema_updates = ema, 0   # on the learner: a callback attribute would shadow them
         dev = next(g.parameters()).device
         if next(ema.parameters()).device != dev: ema.to(dev)
 
@@ -232,8 +233,11 @@ class GeneratorEMA(Callback):
         self._ensure()
         ema, g = self.learn.ema_generator, self.learn.model.generator
         self._pairs = (list(ema.parameters()), list(g.parameters()), list(ema.buffers()), list(g.buffers()))   # once per fit
-        if self.n_updates == 0 and getattr(self.learn, 'first_epoch', 0):   # resumed: roughly how many updates came before
-            self.n_updates = self.learn.first_epoch * len(self.dls.train) * self.learn.n_gen // self.learn.n_crit
+        if self.learn.ema_updates is None:   # loaded from a checkpoint written before the count was saved: estimate it
+            self.learn.ema_updates = self.learn.iters_before // self.learn.n_crit * self.learn.n_gen    # the generator steps of those batches
+
+    @property
+    def n_updates(self) -> int: return self.learn.ema_updates
 
     def current_decay(self) -> float:
         return min(self.decay, (1 + self.n_updates) / (10 + self.n_updates)) if self.warmup else self.decay
@@ -245,7 +249,7 @@ class GeneratorEMA(Callback):
         ep, gp, eb, gb = self._pairs
         torch._foreach_lerp_(ep, gp, 1 - d)      # one multi-tensor kernel on the generator's device, no Python loop over weights
         if eb: torch._foreach_copy_(eb, gb)
-        self.n_updates += 1
+        self.learn.ema_updates += 1
 
 # %% ../nbs/03_hacks.ipynb #379d4cc2
 def _mean_pairwise(x, n):

@@ -18,7 +18,7 @@ from .learner import generate
 from .train import show_grid, plot_metrics, read_metrics, image_grid
 from .fid import FIDCallback
 from .recipe import Recipe, RECIPES, recipe_learner, recipe_dls
-from .explore import latent_explorer, explorer_latent, explorer_condition, z_span
+from .explore import latent_explorer, explorer_latent, explorer_condition, z_span, _gen
 
 # %% auto #0
 __all__ = ['PHOTOS', 'CELEBA_ATTRS', 'FIXTURE_SOURCES', 'hardware', 'sample_photos', 'photo_crops', 'make_fixture', 'how_to_get',
@@ -335,7 +335,7 @@ def run_lab(dls, # the lab's data (`recipe_dls(recipe, lab_data(...))`)
 def explorer_figure(generator, dims=(0, 1, 2, 3), seeds=(0, 1), steps:int=9, slider_range:float=None, method:str='slerp', label=None,
                     attrs=None, vocab=None, title:str=None, figsize=None):
     "A figure of what `latent_explorer` shows: row 1 the A→B slider from seed A to seed B, then one row per offset slider of `dims`."
-    g = getattr(generator, 'sample_generator', generator)
+    g = _gen(generator)      # a learner's sampling generator, as everywhere in 06_explore
     dims, slider_range = list(dims), slider_range or z_span(g)   # offsets as far as the noise reaches (06_explore)
     ts, vs = torch.linspace(0, 1, steps), torch.linspace(-slider_range, slider_range, steps)
     zs = [explorer_latent(g, seeds[0], seeds[1], float(t), None, method) for t in ts]

@@ -126,7 +126,7 @@ class DCGANLearner(Learner):
         store_attr('gen_loss_func,crit_loss_func,n_crit,n_gen,check_every,compile,bf16')
         self.recorder.train_metrics, self.recorder.valid_metrics = True, False
         self.recorder.smooth_loss = _DeviceSmoothLoss(self.recorder.smooth_loss.beta)
-        self.first_epoch, self.gen_mode = 0, False
+        self.first_epoch, self.iters_before, self.gen_mode = 0, 0, False
         self.run_dir = None if path is None else Path(path)   # the run folder: callbacks write here, and nowhere without one (02a_train)
         self.dist, self.world_size = None, 1   # set by `DistributedGAN` (09_distributed) when several processes train together
 
@@ -189,7 +189,7 @@ def one_batch(self:DCGANLearner, i, b):
     self.cond, self.real = tuple(self.cond), self.yb[0]
     self.bs_now = len(self.real)
     self.do_critic = True
-    self.do_gen = (getattr(self, 'train_iter', 0) + 1) % self.n_crit == 0
+    self.do_gen = (self.iters_before + getattr(self, 'train_iter', 0) + 1) % self.n_crit == 0   # counted from the run's first batch
     self.gen_loss = self.crit_loss = self.d_real = self.d_fake = None
     self._with_events(self._do_one_batch, 'batch', CancelBatchException)
 
@@ -340,6 +340,7 @@ class _GANProgress(ProgressCallback):
 def fit(self:DCGANLearner, n_epoch, lr=None, wd=None, cbs=None, reset_opt=False, start_epoch=0):
     "Train until epoch `n_epoch`, starting at `start_epoch` (as after `load_checkpoint`)."
     self.first_epoch = start_epoch   # not `start_epoch`: fastai's Recorder uses that name for a timer
+    self.iters_before = start_epoch * len(self.dls.train)   # the training batches of the epochs before (`one_batch`'s n_crit turn)
     self._to_dls_device()
     self._cache_params()
     self._compile_nets(cbs)

@@ -195,6 +195,7 @@ def save_checkpoint(self:DCGANLearner, fname, epoch:int, extra:dict=None):
     atomic_save(dict(generator=self.generator.state_dict(), critic=self.critic.state_dict(), opt=self.opt.state_dict(),
                      gen_config=self.generator.config, crit_config=self.critic.config, epoch=epoch,
                      ema=None if getattr(self, 'ema_generator', None) is None else self.ema_generator.state_dict(),
+                     ema_updates=getattr(self, 'ema_updates', None),
                      rng=_rng_states(),
                      extra=extra or {}, **_gen_meta(self)), fname)
 
@@ -225,6 +226,7 @@ def load_checkpoint(self:DCGANLearner, fname) -> int:
     ema = getattr(self, 'ema_generator', None)
     if ck.get('ema') is not None and ema is not None:
         ema.load_state_dict(ck['ema']); ema.to(next(self.generator.parameters()).device)
+        self.ema_updates = ck.get('ema_updates')       # the average's update count (None: an older checkpoint; `GeneratorEMA` estimates it)
     _set_rng_states(ck['rng'])
     return ck['epoch']
 

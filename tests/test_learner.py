@@ -9,12 +9,12 @@ from dcgan_course.data import gan_dataloaders
 from dcgan_course.layers import Generator, Critic
 from dcgan_course.learner import NonFiniteLossError
 from dcgan_course.train import dcgan_learner, Checkpoint
-from dcgan_course.hacks import LRDecay, DiffAugment
+from dcgan_course.hacks import LRDecay, DiffAugment, GeneratorEMA
 
 
-def small(seed=0, **kw):
+def small(seed=0, max_items=256, **kw):
     set_seed(seed)
-    dls = gan_dataloaders('digits', size=16, bs=32, nz=16, max_items=256, **kw)
+    dls = gan_dataloaders('digits', size=16, bs=32, nz=16, max_items=max_items, **kw)
     return dls, Generator(16, 16, 1, nf=8), Critic(16, 1, nf=8)
 
 
@@ -97,11 +97,30 @@ def test_resume_mid_schedule_is_exact(tmp_path):
                     list(b.generator.parameters()) + list(b.critic.parameters())):
         assert torch.equal(p, q)
 
+
+def test_resume_with_n_crit_2_and_an_odd_epoch_is_exact(tmp_path):
+    """Two critic steps per generator step and 7 batches an epoch: the generator's turn runs across epochs (batches 2, 4, ..., 14, 16
+    of the run), so a resume after epoch 1 must keep that turn, and the moving average's warm-up must go on from its saved count."""
+    def learner(seed, name, *cbs):
+        dls, G, D = small(seed, max_items=224)      # 7 batches of 32
+        assert len(dls.train) % 2 == 1
+        return dcgan_learner(dls, G, D, n_crit=2, path=tmp_path/name, cbs=[GeneratorEMA(0.999), *cbs])
+    a = learner(1, 'a', _KeepCheckpoint(1, tmp_path/'epoch1.pth'))
+    with a.no_bar(), a.no_logging(): a.fit(3)
+    assert a.ema_updates == 3 * 7 // 2                      # 10 generator steps in 21 batches
+    b = learner(2, 'b')
+    assert b.load_checkpoint(tmp_path/'epoch1.pth') == 1 and b.ema_updates == 3
+    with b.no_bar(), b.no_logging(): b.fit(3, start_epoch=1)
+    assert b.ema_updates == a.ema_updates
+    for p, q in zip(list(a.generator.parameters()) + list(a.critic.parameters()) + list(a.ema_generator.parameters()),
+                    list(b.generator.parameters()) + list(b.critic.parameters()) + list(b.ema_generator.parameters())):
+        assert torch.equal(p, q)
+
+
 # --- resume onto another device (issue 15.1) ---------------------------------------------------------------------------------------
 from fastai.learner import Learner
 from fastai.optimizer import Optimizer
 from fastai.vision.gan import GANLearner
-from dcgan_course.hacks import GeneratorEMA
 
 
 def _state_tensors(opt):

@@ -27,3 +27,13 @@ def test_no_stale_explorer_output(nb):
         for o in c.get('outputs', []):
             text = ''.join(o.get('text', '')) + ''.join(o.get('data', {}).get('text/plain', ''))
             assert "VBox(children=(Image(value=b'" not in text, f'{nb.name} holds output from an older explore.py: re-run it'
+
+
+@pytest.mark.parametrize('nb', NBS, ids=lambda p: p.name)
+def test_no_unfinished_progress_bar(nb):
+    """Jupyter redraws fastprogress's bar in one place; a notebook run outside Jupyter can save every redraw as a new output (the labs
+    once held 700 a cell, 100 MB in all). A saved notebook shows each training table once, finished."""
+    for i, c in enumerate(cells(nb)):
+        for o in c.get('outputs', []):
+            html = ''.join(o.get('data', {}).get('text/html', ''))
+            assert '<progress' not in html, f'{nb.name}, cell {i}: a half-drawn progress bar was saved: keep only the last redraw of each bar'
