@@ -233,6 +233,8 @@ class GeneratorEMA(Callback):
         self._ensure()
         ema, g = self.learn.ema_generator, self.learn.model.generator
         self._pairs = (list(ema.parameters()), list(g.parameters()), list(ema.buffers()), list(g.buffers()))   # once per fit
+
+    def before_train(self):
         if self.learn.ema_updates is None:   # loaded from a checkpoint written before the count was saved: estimate it
             self.learn.ema_updates = self.learn.iters_before // self.learn.n_crit * self.learn.n_gen    # the generator steps of those batches
 

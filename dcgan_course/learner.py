@@ -303,6 +303,8 @@ def _do_epoch(self:DCGANLearner):
 def _do_fit(self:DCGANLearner):
     mbar = getattr(getattr(self, 'progress', None), 'mbar', None)
     if self.first_epoch and mbar is not None: mbar.update(0)   # fastprogress must see epoch 0 before a later one
+    self.iters_before = self.first_epoch * len(self.dls.train)   # the run's batches before this fit (`one_batch`'s n_crit turn), counted
+                                                                 # after `before_fit`, which may shard the data (09_distributed)
     for epoch in range(self.first_epoch, self.n_epoch):
         self.epoch = epoch
         self._with_events(self._do_epoch, 'epoch', CancelEpochException)
@@ -340,7 +342,6 @@ class _GANProgress(ProgressCallback):
 def fit(self:DCGANLearner, n_epoch, lr=None, wd=None, cbs=None, reset_opt=False, start_epoch=0):
     "Train until epoch `n_epoch`, starting at `start_epoch` (as after `load_checkpoint`)."
     self.first_epoch = start_epoch   # not `start_epoch`: fastai's Recorder uses that name for a timer
-    self.iters_before = start_epoch * len(self.dls.train)   # the training batches of the epochs before (`one_batch`'s n_crit turn)
     self._to_dls_device()
     self._cache_params()
     self._compile_nets(cbs)
