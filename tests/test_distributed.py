@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest, torch
 
 WORKER = r'''
-import sys, warnings, torch
+import sys, shutil, warnings, torch
 from pathlib import Path
 from fastai.callback.core import Callback
 from fastai.torch_core import set_seed
@@ -60,6 +60,17 @@ with distributed('cpu'):
             warnings.simplefilter('ignore')      # "cannot be sharded": each process was given its half on purpose
             learn.fit(1)
         torch.save([p.detach() for p in learn.model.parameters()], out/f'replay{rank}.pt')
+    elif mode == 'resume':  # n_crit 2, 7 batches per process and epoch; epoch 2 after epoch 1 in the same learner, or resumed from a checkpoint
+        r = RECIPES['digits'].replace(size=16, nf=8, nz=16, bs=16, max_items=224, n_crit=2, ema=0.999, monitor=False, seed=3)
+        dls = gan_dataloaders('digits', size=16, bs=16, nz=16, max_items=224, device='cpu')
+        learn = recipe_learner(r, dls, path=out/'resumed')
+        if sys.argv[3] == 'resume': learn.load_checkpoint(out/'epoch1.pth')
+        else:
+            learn.fit(1)
+            if rank == 0: shutil.copy(out/'resumed'/'checkpoint.pth', out/'epoch1.pth')
+        learn.fit(2, start_epoch=1)
+        torch.save(dict(batches=learn.n_iter, iters_before=learn.iters_before, ema_updates=learn.ema_updates),
+                   out/f'{sys.argv[3]}{rank}.pt')
     elif mode == 'nan':
         dls = gan_dataloaders('digits', size=16, bs=16, nz=16, max_items=512, device='cpu')
         set_seed(0)
@@ -115,6 +126,19 @@ def test_two_processes_train_one_gan(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.count('resuming') == 1           # process 0 speaks for both
     assert [(m['epoch'], m['world_size'], m['global_bs']) for m in read_metrics(run/'metrics.csv')] == [(1, 2, 32), (2, 2, 32), (3, 1, 16), (4, 2, 32)]
+
+
+def test_epoch_2_keeps_the_generators_turn_in_each_process(tmp_path):
+    """With n_crit 2 the generator trains on every other batch of the run. Each process reads 7 of the 14 batches of an epoch, so after
+    epoch 1 the turn is mid-way; epoch 2 must count the 7 batches each process read before (not the 14 of the whole loader, which is
+    what `len(dls.train)` says between fits), both when the same learner goes on and when a new one resumes from the checkpoint."""
+    for how in ('continue', 'resume'):
+        r, _ = torchrun(tmp_path, 'resume', str(tmp_path), how)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+        for i in (0, 1):
+            d = torch.load(tmp_path/f'{how}{i}.pt')
+            assert (d['batches'], d['iters_before']) == (7, 7), (how, d)
+            assert d['ema_updates'] == 2 * 7 // 2, (how, d)      # 7 generator steps in 14 batches, as in a run that never stopped
 
 
 def test_two_halves_match_one_process_with_the_whole_batch(tmp_path):
