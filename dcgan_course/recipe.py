@@ -55,9 +55,10 @@ class Recipe:
     # training
     epochs: int = _f(25, 'train until this many epochs (with --resume: in total)', 'training', type=int)
     bs: int = _f(64, 'batch size', 'training', type=int)
-    lr: float = _f(1e-3, "Adam learning rate: the generator's, and the critic's unless --lr-d (the paper's: 2e-4; 21_ablation)", 'training',
+    lr: float = _f(1e-3, "Adam learning rate: the generator's, and the critic's if --lr-d is 0 (the paper's: 2e-4 for both; 21_ablation)", 'training',
                    type=float)
-    lr_d: float = _f(None, "the critic's learning rate, if it differs from --lr's (two time-scale updates, Heusel et al. 2017; 21_ablation)",
+    lr_d: float = _f(4e-4, "the critic's learning rate: two time-scale updates (Heusel et al. 2017), the critic slower than the generator; "
+                     "0: the same as --lr's (the paper's; 21_ablation)",
                      'training', type=float)
     beta1: float = _f(0.5, "Adam's beta1 (the paper's; 21_ablation)", 'training', type=float)
     lr_decay: bool = _f(False, "decay both learning rates linearly to 0 over the run (03_hacks; 21_ablation)", 'training')
@@ -114,7 +115,7 @@ def _check(r:Recipe):
         if getattr(r, k) < 1: raise ValueError(f"{_flag(k)} must be at least 1, got {getattr(r, k)}")
     if r.max_items is not None and r.max_items < 1: raise ValueError(f'--max-items must be at least 1, got {r.max_items}')
     if r.lr <= 0: raise ValueError(f'--lr must be positive, got {r.lr}')
-    if r.lr_d is not None and r.lr_d <= 0: raise ValueError(f'--lr-d must be positive, got {r.lr_d}')
+    if r.lr_d is not None and r.lr_d <= 0: raise ValueError(f'--lr-d must be positive (or 0: the same as --lr), got {r.lr_d}')
     if not 0 <= r.beta1 < 1: raise ValueError(f'--beta1 must be in [0, 1), got {r.beta1}')
     if not 0 <= r.flip_labels < 1: raise ValueError(f'--flip-labels must be a fraction in [0, 1), got {r.flip_labels}')
     if r.ema is not None and not 0 < r.ema < 1: raise ValueError(f'--ema must be a decay in (0, 1), got {r.ema}')
@@ -133,9 +134,9 @@ def _check(r:Recipe):
 
 # %% ../nbs/10_recipe.ipynb #e8be658d
 def _normal(k, v):
-    "Values as JSON keeps them: pairs as lists, a one-value `label_smoothing` as a number, `ema` 0 (no average) and `diffaug` 'none' as None."
+    "Values as JSON keeps them: pairs as lists, a one-value `label_smoothing` as a number, `ema` 0 (no average), `lr_d` 0 (the generator's rate) and `diffaug` 'none' as None."
     if isinstance(v, tuple): v = list(v)
-    if k == 'ema' and v == 0: v = None
+    if k in ('ema', 'lr_d') and v == 0: v = None
     if k == 'diffaug' and isinstance(v, str) and v.strip().lower() in ('', 'none'): v = None
     if k == 'label_smoothing' and isinstance(v, list) and len(v) == 1: v = v[0]
     return v
