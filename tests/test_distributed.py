@@ -10,10 +10,9 @@ from pathlib import Path
 from fastai.callback.core import Callback
 from fastai.torch_core import set_seed
 from dcgan_course.distributed import distributed, rank_world
-from dcgan_course.data import gan_dataloaders
 from dcgan_course.layers import Generator, Critic
 from dcgan_course.learner import DCGANLearner, NonFiniteLossError, replay_dls
-from dcgan_course.recipe import RECIPES, recipe_learner
+from dcgan_course.recipe import RECIPES, recipe_dls, recipe_learner
 
 mode, out = sys.argv[1], Path(sys.argv[2])
 
@@ -36,7 +35,7 @@ with distributed('cpu'):
     if mode == 'train':     # a recipe with batchnorm, hacks, EMA and a generator step on every other batch
         r = RECIPES['digits'].replace(size=16, nf=8, nz=16, bs=16, max_items=256, epochs=2, n_crit=2, flip_labels=0.05,
                                       instance_noise=0.1, label_smoothing=0.9, ema=0.9, monitor=True, seed=3)
-        dls = gan_dataloaders('digits', size=16, bs=16, nz=16, max_items=256, device='cpu')
+        dls = recipe_dls(r, device='cpu')
         seen, noise, make = [], [], dls.train.create_batch
         def record(idxs):
             b = make(idxs)
@@ -62,8 +61,7 @@ with distributed('cpu'):
         torch.save([p.detach() for p in learn.model.parameters()], out/f'replay{rank}.pt')
     elif mode == 'resume':  # n_crit 2, 7 batches per process and epoch; epoch 2 after epoch 1 in the same learner, or resumed from a checkpoint
         r = RECIPES['digits'].replace(size=16, nf=8, nz=16, bs=16, max_items=224, n_crit=2, ema=0.999, monitor=False, seed=3)
-        dls = gan_dataloaders('digits', size=16, bs=16, nz=16, max_items=224, device='cpu')
-        learn = recipe_learner(r, dls, path=out/'resumed')
+        learn = recipe_learner(r, recipe_dls(r, device='cpu'), path=out/'resumed')
         if sys.argv[3] == 'resume': learn.load_checkpoint(out/'epoch1.pth')
         else:
             learn.fit(1)
@@ -72,10 +70,10 @@ with distributed('cpu'):
         torch.save(dict(batches=learn.n_iter, iters_before=learn.iters_before, ema_updates=learn.ema_updates),
                    out/f'{sys.argv[3]}{rank}.pt')
     elif mode == 'nan':
-        dls = gan_dataloaders('digits', size=16, bs=16, nz=16, max_items=512, device='cpu')
+        r = RECIPES['digits'].replace(size=16, nf=8, nz=16, bs=16, max_items=512, monitor=False)
+        dls = recipe_dls(r, device='cpu')
         set_seed(0)
-        learn = recipe_learner(RECIPES['digits'].replace(size=16, nf=8, nz=16, bs=16, max_items=512, monitor=False), dls,
-                               path=out/'nanrun', cbs=[Poison()], check_every=4)
+        learn = recipe_learner(r, dls, path=out/'nanrun', cbs=[Poison()], check_every=4)
         try: learn.fit(2)
         except NonFiniteLossError as e:
             print(f'rank {rank}: {e}', flush=True)
