@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_cli.ipynb #c5bd20c5
 from __future__ import annotations
-import os, sys, json, argparse, traceback, warnings
+import os, sys, json, math, errno, argparse, tempfile, traceback, warnings
 from dataclasses import fields
 from pathlib import Path
 
@@ -12,8 +12,10 @@ import torch
 from .core import default_device, sample_condition, atomic_write_text
 from .data import DataError
 from .learner import generate, NonFiniteLossError
-from .train import save_grid, load_generator
-from .recipe import Recipe, RECIPES, load_recipe, recipe_learner, _flag
+from fastai.callback.core import Callback
+from .train import save_grid, load_generator, Checkpoint
+from .recipe import Recipe, RECIPES, load_recipe, recipe_learner, save_run_files, _flag
+from .runs import RunFolderError, RunExistsError, release_run_folder, resume_run_folder
 from .distributed import distributed, rank_world
 from .console import plain_progress
 from .fid import compute_fid
@@ -27,26 +29,65 @@ __all__ = ['CLIError', 'train_parser', 'run_recipe', 'named_recipe', 'recipe_fro
 class CLIError(Exception):
     "A problem with the command line's arguments; the message says which."
 
+_WRITE_FAULTS = {errno.ENOSPC, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EDQUOT}   # the machine's
+
+def _one_line(e:BaseException, n:int=400) -> str:
+    "The message of `e` on one line, cut to `n` characters."
+    s = ' '.join(str(e).split())
+    return s if len(s) <= n else s[:n - 3] + '...'
+
+def _saved(e:BaseException) -> str:
+    "What the run folder that `e` came from still holds (`e.run_dir`, `e.saved_epoch`); '' if it came from no run."
+    run, epoch = getattr(e, 'run_dir', None), getattr(e, 'saved_epoch', None)
+    if run is None: return ''
+    go_on = f'(continue with --out {run} --resume)'
+    if epoch is not None: return f'{run}/checkpoint.pth holds epoch {epoch}, intact {go_on}'
+    if (Path(run)/'checkpoint.pth').exists(): return f'{run}/checkpoint.pth is as it was {go_on}'
+    return f'nothing has been saved in {run} yet'
+
+def _log(e:BaseException):
+    "Write the traceback of `e` to its run folder's `error.log`, else to the temporary folder; the file or None; never raises."
+    run = getattr(e, 'run_dir', None) if rank_world()[0] == 0 else None    # only the owner of a run folder writes there
+    spare = Path(tempfile.gettempdir())/f'dcgan_error_{os.getpid()}.log'
+    for f in ([Path(run)/'error.log'] if run is not None else []) + [spare]:
+        try:
+            if f.parent.is_dir(): return atomic_write_text(f, ''.join(traceback.format_exception(e)))
+        except Exception: pass
+    return None
+
 def _unexpected(prog:str, e:Exception):
-    "One line for an exception we did not foresee; the traceback goes to the run folder's `error.log` when there is one."
-    run = getattr(e, 'run_dir', None)
-    where = ''
-    if run is not None and Path(run).is_dir():
-        log = atomic_write_text(Path(run)/'error.log', ''.join(traceback.format_exception(e)))
-        where = f"; the traceback is in {log}, and {run} keeps its last checkpoint (continue with --out {run} --resume)"
-    print(f'{prog}: error: unexpected {type(e).__name__}: {e}{where}. Set DCGAN_DEBUG=1 to see the traceback here.', file=sys.stderr)
+    "One line for an exception we did not foresee; the traceback goes to an error log (`_log`)."
+    log, saved = _log(e), _saved(e)
+    where = (f'; the traceback is in {log}' if log else '') + (f'; {saved}' if saved else '')
+    print(f'{prog}: error: unexpected {type(e).__name__}: {_one_line(e)}{where}. Set DCGAN_DEBUG=1 to see the traceback here.',
+          file=sys.stderr)
+
+def _fault(prog:str, e:Exception):
+    "One line for a file the machine would not let us write (full disk, read-only, size limit, permissions, quota)."
+    if isinstance(e, OSError): what, why = e.filename or 'a file', f'{e.strerror or e} ({errno.errorcode.get(e.errno, e.errno)})'
+    else: what, why = (f"a file in {getattr(e, 'run_dir', None) or '.'}",
+                       "torch's writer stopped short (a full disk, or a file-size limit: ulimit -f?)")
+    saved = _saved(e)
+    print(f'{prog}: error: cannot write {what}: {why}' + (f'; {saved}' if saved else ''), file=sys.stderr)
+
+def _is_fault(e:Exception) -> bool:
+    "Whether `e` is the machine refusing a write: an `OSError` of `_WRITE_FAULTS`, or torch's writer cut short."
+    if isinstance(e, OSError): return e.errno in _WRITE_FAULTS
+    return isinstance(e, RuntimeError) and ('unexpected pos' in str(e) or 'PytorchStreamWriter failed' in str(e))
 
 def _run_safely(prog, f, *args):
     try: return f(*args)
-    except (CLIError, DataError, FileNotFoundError, ValueError) as e:
-        print(f'{prog}: error: {e}', file=sys.stderr); sys.exit(2)
+    except (CLIError, DataError, FileNotFoundError, ValueError, RunFolderError) as e:
+        print(f'{prog}: error: {_one_line(e, 2000)}', file=sys.stderr); sys.exit(2)
     except NonFiniteLossError as e:
-        print(f'{prog}: error: {e}', file=sys.stderr); sys.exit(1)
-    except KeyboardInterrupt:
-        print(f'\n{prog}: interrupted; the last checkpoint written is kept (resume with --resume)', file=sys.stderr); sys.exit(130)
+        print(f'{prog}: error: {_one_line(e, 2000)}', file=sys.stderr); sys.exit(1)
+    except KeyboardInterrupt as e:
+        saved = _saved(e)
+        print(f'\n{prog}: interrupted' + (f'; {saved}' if saved else ''), file=sys.stderr); sys.exit(130)
     except Exception as e:
         if os.environ.get('DCGAN_DEBUG'): raise
-        _unexpected(prog, e); sys.exit(1)
+        if rank_world()[0] and str(e).startswith('process 0 failed'): sys.exit(1)     # process 0 has said why (`rank0_first`)
+        (_fault if _is_fault(e) else _unexpected)(prog, e); sys.exit(1)
 
 # %% ../nbs/11_cli.ipynb #1f9611b4
 def _show(v) -> str: return 'none' if v is None else ' '.join(map(str, v)) if isinstance(v, list) else str(v)
@@ -73,6 +114,7 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument('--config', metavar='FILE', help="start from a saved recipe: a run folder's recipe.json")
     g.add_argument('--out', help='run folder (default: runs/ and the data\'s name)')
     g.add_argument('--resume', action='store_true', help="continue the run in --out from its checkpoint.pth, with its recipe.json and the flags typed now")
+    g.add_argument('--overwrite', action='store_true', help="start over in --out: first remove the run it holds (the kit's files only)")
     g.add_argument('--device', help="'cpu', 'cuda' or 'cuda:N' (default: cuda when available)")
     g.add_argument('--compile', nargs='?', const=True, default=False, metavar='MODE',
                    help="compile the networks with torch.compile (02_learner), in its MODE if given (reduce-overhead: CUDA graphs on a GPU); "
@@ -90,7 +132,7 @@ def run_recipe(run) -> Recipe:
     "The recipe a run folder was trained with (its `recipe.json`)."
     run = Path(run)
     if (run/'recipe.json').exists(): return load_recipe(run/'recipe.json')
-    old = ' (it has a run.json: it was trained before recipes, with another optimizer, so it cannot be resumed; its generator.pth still samples)'
+    old = ' (it has a run.json: it was trained before recipes, with another optimizer, so it cannot be resumed; its generator still samples)'
     raise FileNotFoundError(f"Nothing to resume in {run}: no recipe.json{old if (run/'run.json').exists() else f' (was the run started with --out {run}?)'}")
 
 # %% ../nbs/11_cli.ipynb #6ec6d564
@@ -100,11 +142,19 @@ def named_recipe(name:str) -> Recipe:
     return RECIPES[name]
 
 # %% ../nbs/11_cli.ipynb #e0f1f399
+def _finite(typed:dict):
+    "Refuse a NaN or infinite number among the typed flags' values, naming the flag."
+    for k, v in typed.items():
+        if any(isinstance(x, float) and not math.isfinite(x) for x in (v if isinstance(v, list) else [v])):
+            raise CLIError(f'{_flag(k)} must be a finite number, got {_show(v)}')
+
 def recipe_from_args(argv) -> tuple:
     "`(recipe, run folder, parsed args)` from `dcgan_train`'s command line."
     args = train_parser().parse_args(argv)
     typed = {f.name: getattr(args, f.name) for f in fields(Recipe) if hasattr(args, f.name)}
+    _finite(typed)
     if args.recipe and args.config: raise CLIError('use --recipe or --config, not both')
+    if args.resume and args.overwrite: raise CLIError('use --resume (go on) or --overwrite (start over), not both')
     if args.resume and (args.recipe or args.config):
         raise CLIError("--resume continues a run with its own recipe.json: leave out --recipe and --config")
     out = Path(args.out) if args.out else None
@@ -119,36 +169,60 @@ def recipe_from_args(argv) -> tuple:
 
 # %% ../nbs/11_cli.ipynb #f03baa40
 def _device(name):
-    dev = default_device(name)
+    "The device `--device name` asks for, checked against this machine."
+    try: dev = default_device(name)
+    except RuntimeError: raise CLIError(f"--device {name!r} is not a device: use 'cpu', 'cuda' or 'cuda:N'") from None
     if dev.type == 'cuda' and not torch.cuda.is_available(): raise CLIError(f"--device {name}: torch sees no CUDA GPU on this machine")
+    if dev.type == 'cuda' and (dev.index or 0) >= torch.cuda.device_count():
+        raise CLIError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
     return dev
 
 # %% ../nbs/11_cli.ipynb #4c0288d0
+class _Saved(Callback):
+    "Keep in `state['epoch']` the last epoch whose checkpoint is written: it runs right after `Checkpoint`."
+    order = Checkpoint.order + 1
+    def __init__(self, state:dict): self.state = state
+    def after_epoch(self): self.state['epoch'] = self.epoch + 1
+
 def _train(argv):
     r, out, args = recipe_from_args(argv)
-    with distributed(_device(args.device)) as device:     # under torchrun: this process's device, with the others connected
-        try: return _fit(r, out, device, args.resume, compile=args.compile, bf16=args.bf16)
-        except Exception as e:
-            e.run_dir = out       # for _run_safely's message, if nobody foresaw this error
-            raise
+    state = dict(epoch=None)
+    try:
+        with distributed(_device(args.device)) as device:     # under torchrun: this process's device, the others connected
+            return _fit(r, out, device, args, state)
+    except BaseException as e:
+        e.run_dir, e.saved_epoch = out, state['epoch']       # for _run_safely's message
+        raise
+    finally: release_run_folder(out)
 
 # %% ../nbs/11_cli.ipynb #5235962f
-def _fit(r, out, device, resume, **kwargs):
+def _claim(r, out, device, args, state):
+    "`recipe_learner` for the run in `out`, its refusal of a folder that holds a run put in flags."
+    try: return recipe_learner(r, path=out, device=device, resume=args.resume, overwrite=args.overwrite,
+                               cbs=[_Saved(state)], compile=args.compile, bf16=args.bf16)   # several processes: 0 decodes first
+    except RunExistsError as e:
+        what = str(e).rsplit('; ', 1)[0]
+        raise CLIError(f"{what}: continue it with --resume, start over with --overwrite, or use another --out") from None
+
+def _fit(r, out, device, args, state):
     rank, world = rank_world()
     say = print if rank == 0 else (lambda *a, **k: None)       # with several processes, the first speaks for all
-    learn = recipe_learner(r, path=out, device=device, **kwargs)   # with several processes, process 0 decodes and caches first
+    learn = _claim(r, out, device, args, state)
     if rank == 0: plain_progress(learn)     # one line per epoch in a log file, bars in a terminal
     dls = learn.dls
     per = f' per process, {world} processes (global batch {r.bs * world})' if world > 1 else ''
     say(f'data: {dls.source}, {dls.n_channels} channel(s), {r.size} px, {len(dls.train)} batches of {r.bs} per epoch{per}'
         + (f', conditioned on {len(dls.vocab)} {"attributes" if r.attrs else "classes"}' if dls.labels is not None else ''))
     start = 0
-    if resume:
-        start = learn.load_checkpoint(out/'checkpoint.pth')
+    if args.resume:
+        start = state['epoch'] = learn.load_checkpoint(out/'checkpoint.pth')   # other nets: a ValueError
         if start >= r.epochs: say(f'{out} has already trained {start} epochs (--epochs {r.epochs}): nothing to do'); return out
+        if rank == 0: resume_run_folder(out, start)
+        save_run_files(learn)        # the recipe, now that the checkpoint has loaded
         say(f'resuming {out} at epoch {start + 1}')
     learn.fit(r.epochs, start_epoch=start)
-    say(f'wrote {out/"samples.png"}, {out/"metrics.csv"}, {out/"generator.pth"} and {out/"checkpoint.pth"}')
+    gen = ', '.join(sorted(p.name for p in out.glob('generator.*')))
+    say(f'wrote {out/"samples.png"}, {out/"metrics.csv"}, the generator ({gen}) and {out/"checkpoint.pth"}')
     return out
 
 # %% ../nbs/11_cli.ipynb #67aabeba
@@ -161,7 +235,7 @@ def dcgan_train(argv=None):
 def sample_parser() -> argparse.ArgumentParser:
     "`dcgan_sample`'s parser."
     p = argparse.ArgumentParser(prog='dcgan_sample', description='Sample images from a trained DCGAN run.')
-    p.add_argument('run', help='run folder (from dcgan_train), generator.pth or checkpoint.pth')
+    p.add_argument('run', help='run folder (from dcgan_train), generator.safetensors, an older generator.pth, or checkpoint.pth')
     p.add_argument('--n', type=int, default=64, help='how many images (default: 64)')
     p.add_argument('--out', default=None, help='PNG file for the grid (default: RUN/sample_grid.png), or the folder with --folder')
     p.add_argument('--folder', action='store_true', help='write one PNG per image into the folder --out')
@@ -172,20 +246,40 @@ def sample_parser() -> argparse.ArgumentParser:
     return p
 
 # %% ../nbs/11_cli.ipynb #7d743c4f
+def _check_seed(seed:int):
+    "torch seeds are 64-bit; a condition's stream uses `seed + 1` (`sample_condition`), so we stop at 2**63 - 1."
+    if not 0 <= seed < 2**63: raise CLIError(f'--seed must be in 0 .. 2**63-1, got {seed}')
+
+def _generator(path):
+    "`load_generator(path)`, with a file that holds something else named as such."
+    try: return load_generator(path)
+    except (KeyError, TypeError, RuntimeError, AttributeError) as e:
+        why = f'{type(e).__name__}: {_one_line(e, 200)}'
+        raise CLIError(f"{path} is not a dcgan_course generator or checkpoint ({why})") from None
+
+def _sample_out(args) -> Path:
+    "Where `dcgan_sample` writes: `--out`, checked to be a file for a grid and a folder for `--folder`."
+    run = Path(args.run)
+    out = Path(args.out or (run if run.is_dir() else run.parent)/('samples_folder' if args.folder else 'sample_grid.png'))
+    if args.folder and out.exists() and not out.is_dir():
+        raise CLIError(f'--out {out} is a file: --folder writes one PNG per image into a folder')
+    if not args.folder and out.is_dir():
+        raise CLIError(f'--out {out} is a folder: give the grid a file name (say {out}/grid.png), or add --folder')
+    return out
+
 def _sample(argv):
     args = sample_parser().parse_args(argv)
     if args.n < 1: raise CLIError(f'--n must be at least 1, got {args.n}')
-    g = load_generator(args.run)
+    if args.nrow is not None and args.nrow < 1: raise CLIError(f'--nrow must be at least 1, got {args.nrow}')
+    _check_seed(args.seed)
+    out, g = _sample_out(args), _generator(args.run)
     imgs = generate(g, args.n, cond=sample_condition(g, args.n, label=args.label, attrs=args.attrs, seed=args.seed), seed=args.seed)
-    run = Path(args.run)
     if args.folder:
         from torchvision.utils import save_image
-        out = Path(args.out or (run if run.is_dir() else run.parent)/'samples_folder')
         out.mkdir(parents=True, exist_ok=True)
         for i, im in enumerate(imgs): save_image(im * 0.5 + 0.5, out/f'{i:05d}.png')
         print(f'wrote {len(imgs)} images to {out}')
     else:
-        out = Path(args.out or (run if run.is_dir() else run.parent)/'sample_grid.png')
         save_grid(imgs, out, args.nrow)
         print(f'wrote a grid of {len(imgs)} images to {out}')
     return out
@@ -196,11 +290,10 @@ def dcgan_sample(argv=None):
     return None if argv is None else out
 
 # %% ../nbs/11_cli.ipynb #cdae2034
-def dcgan_fid(argv=None):
-    "Command line: `dcgan_fid PATH_A PATH_B [--kid] [--n N]`; prints the numbers, `FID: <value>` last; bad input exits with status 2."
+def _fid(argv):
     p = argparse.ArgumentParser(prog='dcgan_fid', description="Fréchet Inception Distance (pytorch-fid's network, resize and formula) between "
                                 "two folders of images or training runs; a run directory is sampled through its generator.")
-    p.add_argument('path_a', metavar='PATH_A', help='a folder of images (searched recursively) or a run directory (generator.pth / checkpoint.pth)')
+    p.add_argument('path_a', metavar='PATH_A', help='a folder of images (searched recursively) or a run directory (its generator)')
     p.add_argument('path_b', metavar='PATH_B', help='the same, for the other set')
     p.add_argument('--kid', action='store_true', help='also report KID (mean ± std over subsets)')
     p.add_argument('--n', type=int, default=None, metavar='N', help='images per set: a seeded random subset of a folder, or samples from a '
@@ -212,14 +305,15 @@ def dcgan_fid(argv=None):
     p.add_argument('--seed', type=int, default=0, help='seed for subsets and generator noise (default 0)')
     p.add_argument('--no-cache', action='store_true', help='do not read or write cached folder features')
     args = p.parse_args(argv)
-    if args.bs < 1: p.exit(2, f'dcgan_fid: error: --bs must be positive, got {args.bs}\n')
+    if args.bs < 1: raise CLIError(f'--bs must be positive, got {args.bs}')
+    if args.n is not None and args.n < 2: raise CLIError(f'--n must be at least 2 (FID needs a covariance): got {args.n}')
+    _check_seed(args.seed)
+    device = None if args.device is None else _device(args.device)
     with warnings.catch_warnings():
         warnings.simplefilter('always')
         warnings.showwarning = lambda msg, *a, **k: print(f'dcgan_fid: warning: {msg}', file=sys.stderr, flush=True)
-        try:
-            res = compute_fid(args.path_a, args.path_b, n=args.n, kid=args.kid, seed=args.seed, bs=args.bs, device=args.device,
-                              weights=args.weights, progress=True, cache=not args.no_cache)
-        except (DataError, FileNotFoundError) as e: p.exit(2, f'dcgan_fid: error: {e}\n')
+        res = compute_fid(args.path_a, args.path_b, n=args.n, kid=args.kid, seed=args.seed, bs=args.bs, device=device,
+                          weights=args.weights, progress=True, cache=not args.no_cache)
     for side, path in (('a', args.path_a), ('b', args.path_b)):
         kind = res[f'kind_{side}']
         what = 'images' if kind == 'folder' else 'generated images'
@@ -227,3 +321,7 @@ def dcgan_fid(argv=None):
     print(f"time: {res['seconds']:.1f} s")
     if args.kid: print(f"KID: {res['kid']:.6f} ± {res['kid_std']:.6f}")
     print(f"FID: {res['fid']:.4f}")
+
+def dcgan_fid(argv=None):
+    "Command line: `dcgan_fid PATH_A PATH_B [--kid] [--n N]`; prints the numbers, `FID: <value>` last; bad input exits with status 2."
+    _run_safely('dcgan_fid', _fid, sys.argv[1:] if argv is None else argv)

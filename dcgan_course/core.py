@@ -4,13 +4,14 @@
 
 # %% ../nbs/00_core.ipynb #5a96eb1b
 from __future__ import annotations
-import os, json, operator
+import os, re, json, errno, pickle, operator, warnings
 from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['NOISES', 'default_device', 'new_noise', 'noise_of', 'atomic_write', 'atomic_save', 'atomic_write_text',
-           'atomic_write_json', 'cache_dir', 'label_index', 'parse_attrs', 'sample_condition']
+__all__ = ['NOISES', 'default_device', 'new_noise', 'noise_of', 'atomic_write', 'atomic_write_bytes', 'atomic_save',
+           'atomic_write_text', 'atomic_write_json', 'safe_load', 'cache_dir', 'label_index', 'parse_attrs',
+           'sample_condition']
 
 # %% ../nbs/00_core.ipynb #0b578699
 def default_device(device=None, # 'cpu', 'cuda', 'cuda:1', a `torch.device`, or None for the best one here
@@ -39,33 +40,94 @@ def noise_of(generator) -> str:
     return getattr(generator, 'noise', None) or 'normal'
 
 # %% ../nbs/00_core.ipynb #7d110561
+def _fsync_path(path, folder:bool=False):
+    "Ask the OS to put `path` (a file, or a folder's list of names) on the disk; folders that cannot be synced are left alone."
+    fd = os.open(path, os.O_RDONLY)
+    try: os.fsync(fd)
+    except OSError as e:
+        if not (folder and e.errno in (errno.EINVAL, errno.ENOTSUP, errno.EBADF)): raise
+    finally: os.close(fd)
+
+def _named(e:OSError, fname:Path) -> OSError:
+    "`e` again, naming `fname` (the file the caller asked for) instead of the temporary file."
+    if e.errno is None: return e
+    try: return type(e)(e.errno, e.strerror, str(fname))
+    except Exception: return OSError(e.errno, e.strerror, str(fname))
+
 def atomic_write(fname, # the file to (re)write
                  write, # a function that writes the new content to the path it is given
                 ) -> Path:
-    "Call `write(tmp)` on a temporary file beside `fname`, then rename it over `fname`; on error the old file stays as it was."
-    fname = Path(fname); fname.parent.mkdir(parents=True, exist_ok=True)
+    "Call `write(tmp)` on a temporary file beside `fname`, fsync it and rename it over `fname`; on error the old file stays as it was."
+    fname = Path(fname)
     tmp = fname.with_name(f'.{fname.name}.{os.getpid()}.tmp')
     try:
+        fname.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
+        _fsync_path(tmp)
         os.replace(tmp, fname)
+        _fsync_path(fname.parent, folder=True)
+    except OSError as e: raise _named(e, fname) from None
     finally:
-        if tmp.exists(): tmp.unlink()
+        try: tmp.unlink(missing_ok=True)
+        except OSError: pass
     return fname
 
+# %% ../nbs/00_core.ipynb #dfcfeef0
+def atomic_write_bytes(fname, # the file to (re)write
+                       data, # bytes (or a buffer) to write
+                      ) -> Path:
+    "Write `data` to `fname`, atomically and fsynced."
+    def _write(tmp):
+        with open(tmp, 'wb') as f:
+            f.write(data); f.flush(); os.fsync(f.fileno())
+    return atomic_write(fname, _write)
+
 # %% ../nbs/00_core.ipynb #e29a2635
-def atomic_save(obj, fname) -> Path:
-    "`torch.save(obj)` to `fname`, atomically."
-    return atomic_write(fname, lambda tmp: torch.save(obj, tmp))
+def atomic_save(obj, # what to save: tensors, numbers, strings and containers of them
+                fname, # the file to (re)write
+               ) -> Path:
+    "`torch.save(obj)` to `fname`, atomically and fsynced."
+    def _write(tmp):
+        with open(tmp, 'wb') as f:
+            try: torch.save(obj, f)
+            except RuntimeError as e:       # the zip writer's "unexpected pos": the OSError it hit is its context
+                if isinstance(e.__context__, OSError): raise e.__context__ from None
+                raise
+    return atomic_write(fname, _write)
 
 # %% ../nbs/00_core.ipynb #fe27e802
 def atomic_write_text(fname, text:str) -> Path:
-    "Write `text` to `fname`, atomically."
-    return atomic_write(fname, lambda tmp: Path(tmp).write_text(text))
+    "Write `text` to `fname` (UTF-8), atomically and fsynced."
+    return atomic_write_bytes(fname, text.encode('utf-8'))
 
 # %% ../nbs/00_core.ipynb #47e95e55
 def atomic_write_json(fname, obj, indent:int=1) -> Path:
     "Write `obj` as JSON to `fname`, atomically."
     return atomic_write_text(fname, json.dumps(obj, indent=indent) + '\n')
+
+# %% ../nbs/00_core.ipynb #d6717263
+def _load_error(e:Exception) -> str:
+    "Why `torch.load(..., weights_only=True)` failed, in a few words."
+    msg = str(e)
+    g = re.search(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>", msg)
+    if g: return f"it holds objects that a safe load refuses ({g.group(1) or g.group(2)}), so it was not read"
+    if isinstance(e, EOFError) or 'zip archive' in msg or 'central directory' in msg: return "it is empty, truncated or corrupted"
+    if isinstance(e, pickle.UnpicklingError): return "it is not a file of tensors written by torch.save"
+    return f"{type(e).__name__}: {(msg.strip().splitlines() or [''])[0]}"
+
+def safe_load(fname, # the file to read
+              what:str, # what it should be, for the error message: 'a dcgan_course generator'
+              allow=(), # more types to admit than PyTorch's own few (for files written before they held plain data only)
+             ):
+    "`torch.load(fname, weights_only=True)` onto the CPU: data only, never code; any failure is one `ValueError` naming `fname`."
+    fname = Path(fname)
+    if not fname.exists(): raise FileNotFoundError(f"No such file: {fname} (expected {what})")
+    if fname.is_dir(): raise ValueError(f"{fname} is a folder, not {what}")
+    try:
+        with warnings.catch_warnings(), torch.serialization.safe_globals(list(allow)):
+            warnings.simplefilter('ignore')      # e.g. "Detected pickle protocol 4": the error below says what matters
+            return torch.load(fname, map_location='cpu', weights_only=True)
+    except Exception as e: raise ValueError(f"{fname} is not {what}: {_load_error(e)}") from None
 
 # %% ../nbs/00_core.ipynb #38fa85ca
 def cache_dir(sub:str='', # a sub-folder, e.g. 'fid'

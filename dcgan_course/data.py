@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #83379a40
 from __future__ import annotations
-import os, sys, json, math, time, random, hashlib, warnings
+import os, re, sys, json, math, time, random, hashlib, warnings
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,14 +19,14 @@ warnings.filterwarnings('ignore', message=r".*'mode\.chained_assignment' option 
 from fastcore.basics import store_attr
 from fastai.data.load import DataLoader
 from fastai.data.core import DataLoaders
-from fastai.data.transforms import get_image_files
+from fastai.data.transforms import image_extensions
 from fastai.torch_core import TensorImage
 from .core import new_noise, cache_dir, atomic_save, default_device, NOISES
 
 # %% auto #0
-__all__ = ['EMBEDDED', 'DATASETS', 'DataError', 'check_size', 'load_image', 'guess_channels', 'report_skipped', 'DecodeProgress',
-           'load_folder_images', 'digits_images', 'lfw_faces', 'find_dataset', 'read_celeba_attrs', 'GANDataLoader',
-           'source_images', 'gan_dataloaders']
+__all__ = ['EMBEDDED', 'DATASETS', 'DataError', 'check_size', 'convert_image', 'load_image', 'find_images', 'guess_channels',
+           'report_skipped', 'DecodeProgress', 'load_folder_images', 'digits_images', 'lfw_faces', 'find_dataset',
+           'read_celeba_attrs', 'GANDataLoader', 'source_images', 'gan_dataloaders']
 
 # %% ../nbs/00_data.ipynb #569af516
 class DataError(ValueError):
@@ -41,13 +41,32 @@ def check_size(size) -> int:
         raise DataError(f"size must be a power of two of at least 16 (16, 32, 64, 128, ...), got {size!r}")
     return s
 
+# %% ../nbs/00_data.ipynb #650bd551
+_GRAY_MODES = {'1', 'L', 'LA', 'La', 'I', 'I;16', 'I;16L', 'I;16B', 'I;16N', 'F'}
+
+def convert_image(im:Image.Image, # a PIL image in any mode
+                  mode:str='RGB', # 'L' (gray) or 'RGB'
+                 ) -> Image.Image:
+    "`im` in 8-bit `mode`: 16-bit gray scaled (`>> 8`), not clipped; transparency on black; palettes by colour."
+    if im.mode == 'I' or im.mode.startswith('I;16'):
+        a = np.asarray(im)
+        wide = im.mode == 'I' and (a.min(initial=0) < 0 or a.max(initial=0) > 65535)   # 'I' holds 16 bits, or 32
+        im = Image.fromarray(((np.clip(a, 0, None) >> 23) if wide else (a >> 8)).astype(np.uint8), 'L')
+    elif im.mode in ('RGBA', 'RGBa', 'LA', 'PA') or 'transparency' in im.info:
+        im = Image.alpha_composite(Image.new('RGBA', im.size, (0, 0, 0, 255)), im.convert('RGBA'))
+    return im.convert(mode)
+
 # %% ../nbs/00_data.ipynb #69518ac1
-def load_image(path, size:int, n_channels:int=3, draft:bool=True) -> np.ndarray:
-    "Read `path` as a centre-cropped `size`x`size` uint8 array of shape (n_channels, size, size)."
+def load_image(path, # an image file
+               size:int, # the side of the square image returned
+               n_channels:int=3, # 1 (gray) or 3 (colour)
+               draft:bool=True, # let the JPEG decoder skip detail that the resize would drop
+              ) -> np.ndarray:
+    "Read `path` as a centre-cropped `size`x`size` uint8 array (n_channels, size, size), converted by `convert_image`."
     mode = 'L' if n_channels == 1 else 'RGB'
     with Image.open(path) as im:
         if draft and im.format == 'JPEG': im.draft(mode, (size * 2, size * 2))
-        im = im.convert(mode)
+        im = convert_image(im, mode)
         w, h = im.size
         s = min(w, h)
         im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
@@ -55,19 +74,69 @@ def load_image(path, size:int, n_channels:int=3, draft:bool=True) -> np.ndarray:
         a = np.asarray(im, dtype=np.uint8)
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
+# %% ../nbs/00_data.ipynb #f4defd6e
+def find_images(folder, # the folder to search, with its sub-folders
+                extensions=None, # the name endings to keep, e.g. {'.png'} (default: fastai's `image_extensions`)
+               ) -> list:
+    "The image files under `folder`, sorted: links followed, each folder entered once (loops end), each file once."
+    root = Path(folder)
+    exts = {e.lower() for e in (image_extensions if extensions is None else extensions)}
+    seen, found, links, unread = set(), {}, [], []     # folders entered (device, inode); real path: (via a link, path)
+    def walk(top, top_real, is_root=False):
+        stack = [(top, top_real)]
+        while stack:
+            d, real = stack.pop()
+            try:
+                st = os.stat(d)
+                if (st.st_dev, st.st_ino) in seen: continue
+                seen.add((st.st_dev, st.st_ino))
+                with os.scandir(d) as it: entries = sorted(it, key=lambda e: e.name)
+            except OSError as e:
+                if is_root: raise DataError(f"Cannot read the data folder {d} ({e.strerror or e})") from None
+                unread.append(f"{d} ({e.strerror or e})"); continue
+            is_root = False
+            for e in entries:
+                name = e.name
+                if name.startswith('.'): continue
+                link, dot = e.is_symlink(), name.rfind('.')
+                if e.is_dir(follow_symlinks=False): stack.append((e.path, real + os.sep + name))
+                elif link and e.is_dir(): links.append(e.path)            # followed after the real folders
+                elif dot > 0 and name[dot:].lower() in exts and (e.is_file() or link and not os.path.exists(e.path)):
+                    r, k = os.path.realpath(e.path) if link else real + os.sep + name, (link, e.path)
+                    if r not in found or k < found[r]: found[r] = k       # its own path before a link's
+    walk(str(root), os.path.realpath(root), is_root=True)
+    while links:                                          # each round's links in sorted order; loops end at `seen`
+        todo, links[:] = sorted(links, key=Path), []
+        for p in todo: walk(p, os.path.realpath(p))
+    if unread:
+        more = f' and {len(unread) - 5} more' if len(unread) > 5 else ''
+        print(f"Could not list {len(unread)} folder(s) under {root}, so their images are left out: "
+              + ', '.join(unread[:5]) + more, file=sys.stderr, flush=True)
+    return sorted(Path(p) for _, p in found.values())
+
 # %% ../nbs/00_data.ipynb #4bb04e09
-def _modes(files, n=32):
-    modes = set()
-    for f in files[:n]:
-        try:
-            with Image.open(f) as im: modes.add(im.mode)
-        except Exception: pass
-    return modes
+def _is_colour(im) -> bool:
+    "Whether the opened (not decoded) image `im` has colour: its mode, or for a palette image, its palette."
+    if im.mode in _GRAY_MODES: return False
+    if im.mode not in ('P', 'PA'): return True
+    pal = im.palette                      # read with the header; a raw palette (BMP's) we do not read: colour
+    if pal is None or getattr(pal, 'rawmode', None) not in (None, 'RGB') or pal.mode not in ('RGB', 'L', 'LA'):
+        return True
+    if pal.mode != 'RGB': return False
+    rgb = np.frombuffer(bytes(pal.palette), np.uint8)
+    rgb = rgb[:len(rgb) // 3 * 3].reshape(-1, 3)
+    return bool((rgb != rgb[:, :1]).any())
 
 def guess_channels(files) -> int:
-    "1 if the first images in `files` are all grayscale, else 3."
-    modes = _modes(list(files))
-    return 1 if modes and modes <= {'L', '1', 'I', 'I;16', 'F', 'LA'} else 3
+    "1 if every readable image in `files` is grayscale (or a palette of grays), else 3: one colour image makes it 3."
+    gray = False
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                if _is_colour(im): return 3
+                gray = True
+        except Exception: pass            # not an image: the decoder names it
+    return 1 if gray else 3
 
 # %% ../nbs/00_data.ipynb #7ff6e2ec
 def _try_load(args):
@@ -294,35 +363,77 @@ class GANDataLoader(DataLoader):
 def _cache_key(files, size, nc):
     h = hashlib.sha1(f'{size}-{nc}-{len(files)}'.encode())
     for f in files:
-        st = os.stat(f)
-        h.update(f'{f}|{st.st_size}|{int(st.st_mtime)}'.encode())
+        try: st = os.stat(f); s = f'{st.st_size}|{int(st.st_mtime)}'
+        except OSError: s = 'missing'          # a link to nothing, or a file gone since: the decoder names it
+        h.update(f'{f}|{s}'.encode())
     return h.hexdigest()[:16]
 
+# %% ../nbs/00_data.ipynb #ab654288
+class _CacheDamaged(Exception):
+    "A decode cache file that cannot be used: `fname`, and `why` in a few words."
+    def __init__(self, fname, why:str): super().__init__(f"{fname}: {why}"); self.fname, self.why = Path(fname), why
+
+def _why(e:BaseException) -> str:
+    "`e` in a few words for a one-line message: what a safe load refused, or its type and its first sentence."
+    msg = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+    if (g := re.search(r"GLOBAL ([\w.]+)", msg)): return f"it holds a {g.group(1)}, which a safe load refuses"
+    first = (msg.strip().splitlines() or ['no details'])[0].split('. ')[0]
+    return f"{type(e).__name__}: {first[:160]}"
+
+def _set_aside(fname, why:str) -> str:
+    "Move the damaged cache file `fname` to `fname.bad` saying so (one line); if it cannot be, return why."
+    fname = Path(fname); bad = fname.with_name(fname.name + '.bad')
+    try: os.replace(fname, bad)
+    except FileNotFoundError: pass             # another process of the run moved it first
+    except OSError as e: return _why(e)
+    print(f"the decode cache {fname} is damaged ({why}): moved aside to {bad}, decoding again", file=sys.stderr,
+          flush=True)
+
+# %% ../nbs/00_data.ipynb #9d63fffd
+def _read_pt_cache(fn, size:int, nc:int) -> tuple:
+    "`(images, files read, files skipped)` from the decode cache `fn`; `_CacheDamaged` if it cannot be used."
+    try:
+        d = torch.load(fn, map_location='cpu', weights_only=True)
+        x, read, skipped = d['images'], [Path(f) for f in d['files']], [Path(f) for f in d.get('skipped', [])]
+    except MemoryError: raise
+    except Exception as e: raise _CacheDamaged(fn, _why(e)) from None
+    if not isinstance(x, torch.Tensor): raise _CacheDamaged(fn, f"it holds a {type(x).__name__}, not images")
+    if x.dtype != torch.uint8 or tuple(x.shape[1:]) != (nc, size, size) or len(x) != len(read):
+        what = f"{x.dtype} {tuple(x.shape)}"
+        raise _CacheDamaged(fn, f"it holds {what} for {len(read)} files, not uint8 images (N, {nc}, {size}, {size})")
+    return x, read, skipped
+
+# %% ../nbs/00_data.ipynb #2cf2d4fc
 def _load_cached(files, size, nc, cache, where, on_disk:bool=False) -> tuple:
-    "`(images, files read, files skipped)`, decoded once and then read from `cache` (True: `cache_dir()`, or a folder); `on_disk`: a `.npy` file read in place."
+    "`(images, files read, files skipped)`: decoded once, then read from `cache` (True: `cache_dir()`, or a folder)."
     if cache is False or cache is None:
-        if on_disk: raise DataError("on_disk=True keeps the decoded images in the cache folder: use cache=True or a folder, not cache=False")
+        if on_disk: raise DataError("on_disk=True keeps the decoded images in the cache folder: "
+                                    "use cache=True or a folder, not cache=False")
         x, read = load_folder_images(files, size, nc, where=where)
         return x, read, sorted(set(files) - set(read))
-    stem = (cache_dir() if cache is True else Path(cache))/f'images-{_cache_key(files, size, nc)}'
-    if on_disk:
-        from dcgan_course.disk import DiskImages, decode_npy     # the on-disk cache builds on this module (00_disk)
-        fn = stem.with_suffix('.npy')
-        cached = fn.exists() and fn.with_suffix('.json').exists()
-        if not cached: decode_npy(files, size, nc, fn, where)         # says the skipped files itself
-        d = json.loads(fn.with_suffix('.json').read_text())
-        skipped = [Path(f) for f in d['skipped']]
-        if cached: report_skipped(skipped, len(files))
-        return DiskImages(fn, n=d['n']), [Path(f) for f in d['files']], skipped
-    fn = stem.with_suffix('.pt')
-    if fn.exists():
-        d = torch.load(fn)
-        skipped = [Path(f) for f in d.get('skipped', [])]
-        report_skipped(skipped, len(files))       # said again on every run that trains without them
-        return d['images'], [Path(f) for f in d['files']], skipped
+    folder = cache_dir() if cache is True else Path(cache)
+    stem = folder/f'images-{_cache_key(files, size, nc)}'
+    if on_disk:                                     # a `.npy` file read in place
+        from dcgan_course.disk import npy_cache     # the on-disk cache builds on this module (00_disk)
+        return npy_cache(files, size, nc, stem.with_suffix('.npy'), where)
+    fn, stuck = stem.with_suffix('.pt'), None
+    if os.path.exists(fn):
+        try: x, read, skipped = _read_pt_cache(fn, size, nc)
+        except _CacheDamaged as e:
+            if (stuck := _set_aside(fn, e.why)):
+                print(f"the decode cache {fn} is damaged ({e.why}) and cannot be moved aside ({stuck}): "
+                      "decoding in memory", file=sys.stderr, flush=True)
+        else:
+            report_skipped(skipped, len(files))       # said again on every run that trains without them
+            return x, read, skipped
     x, read = load_folder_images(files, size, nc, where=where)
     skipped = sorted(set(files) - set(read))
-    atomic_save({'images': x, 'files': [str(f) for f in read], 'skipped': [str(f) for f in skipped]}, fn)
+    if stuck: return x, read, skipped
+    try: atomic_save({'images': x, 'files': [str(f) for f in read], 'skipped': [str(f) for f in skipped]}, fn)
+    except (OSError, RuntimeError) as e:             # torch.save says RuntimeError for a file it cannot open or write
+        why = 'it is a file, not a folder' if os.path.exists(folder) and not os.path.isdir(folder) else _why(e)
+        print(f"the decode cache folder {folder} cannot be written ({why}): "
+              "the images are decoded in memory, and again next run", file=sys.stderr, flush=True)
     return x, read, skipped
 
 # %% ../nbs/00_data.ipynb #d47ef09c
@@ -361,7 +472,7 @@ def source_images(source='digits', size:int=32, labels=None, n_channels:int=None
             raise DataError(f"Data folder not found: {folder}{known}")
         if not folder.is_dir(): raise DataError(f"Data path is not a folder: {folder}")
         if labels is True: labels = 'folder'
-    files = sorted(get_image_files(folder))
+    files = find_images(folder)
     if spec.get('filter') == 'cats': files = [f for f in files if _is_cat(f)]
     if not files: raise DataError(f"No image files found in {folder} (searched recursively for .png .jpg .jpeg .bmp .gif .tif .webp)")
     attr_rows = None

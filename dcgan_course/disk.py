@@ -4,33 +4,44 @@
 
 # %% ../nbs/00_disk.ipynb #92db7d2c
 from __future__ import annotations
-import os
+import os, json
 from pathlib import Path
 
 import numpy as np
 import torch
 from .core import atomic_write, atomic_write_json
-from .data import DataError, load_folder_images
+from .data import DataError, load_folder_images, report_skipped, _CacheDamaged, _set_aside, _why
 
 # %% auto #0
-__all__ = ['DiskImages', 'decode_npy']
+__all__ = ['DiskImages', 'decode_npy', 'read_npy_cache', 'npy_cache']
+
+# %% ../nbs/00_disk.ipynb #9cd248bf
+def _npy_header(fname) -> tuple:
+    "`(shape, fortran order, dtype, data offset, file size)` of the `.npy` file `fname`; OSError or ValueError if none."
+    with open(fname, 'rb') as f:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dt = read(f)
+        return shape, fortran, dt, f.tell(), os.fstat(f.fileno()).st_size
 
 # %% ../nbs/00_disk.ipynb #87a3a26c
 class DiskImages:
     "uint8 images (N, C, H, W) in a `.npy` file, read row by row with `pread`: indexing returns uint8 tensors; memory holds only those rows."
     dtype = torch.uint8
-    def __init__(self, fname, n:int=None):
+    def __init__(self, fname, # a `.npy` file of uint8 images (N, C, H, W)
+                 n:int=None, # how many of its rows are images (default: all)
+                ):
         self.fname, self._fd = Path(fname), None
-        try:
-            with open(self.fname, 'rb') as f:
-                version = np.lib.format.read_magic(f)
-                shape, fortran, dt = (np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0)(f)
-                self.offset = f.tell()
+        try: shape, fortran, dt, self.offset, nbytes = _npy_header(self.fname)
         except (OSError, ValueError) as e: raise DataError(f"{self.fname} is not a readable .npy image file ({e})") from None
         if dt != np.uint8 or len(shape) != 4 or fortran:
             raise DataError(f"{self.fname} holds {dt} {shape}: uint8 images (N, C, H, W) in C order are expected")
         self.row_shape, self.row_bytes = tuple(shape[1:]), int(np.prod(shape[1:]))
         self.n = shape[0] if n is None else int(n)
+        if not 0 <= self.n <= shape[0]:
+            raise DataError(f"{self.fname} has {shape[0]} rows, not the {self.n} images asked for")
+        if nbytes < (need := self.offset + shape[0] * self.row_bytes):
+            raise DataError(f"{self.fname} is shorter than its header says ({nbytes:,} bytes of {need:,})")
 
     @property
     def shape(self): return torch.Size((self.n, *self.row_shape))
@@ -49,7 +60,8 @@ class DiskImages:
         out, fd = np.empty((len(idx), *self.row_shape), np.uint8), self._file()
         for k, i in enumerate((idx % max(self.n, 1)).tolist()):
             if os.preadv(fd, [out[k]], self.offset + i * self.row_bytes) != self.row_bytes:
-                raise DataError(f"{self.fname} is shorter than its header says (row {i}): delete it and the images are decoded again")
+                raise DataError(f"{self.fname} became shorter than its header says (row {i}): "
+                                "the next run moves it aside and decodes again")
         return torch.from_numpy(out)
 
     def __del__(self, _close=os.close):     # bound now: at interpreter exit the `os` module may be gone
@@ -61,9 +73,14 @@ class _RowWriter:
     def __init__(self, fd:int, offset:int, row_bytes:int): self.fd, self.offset, self.row_bytes = fd, offset, row_bytes
     def __setitem__(self, k:int, row): os.pwrite(self.fd, np.ascontiguousarray(row, dtype=np.uint8).tobytes(), self.offset + k * self.row_bytes)
 
-def decode_npy(files, size, nc, fn, where):
-    "Decode `files` into the `.npy` file `fn`, then write its JSON index: both atomically (`core.atomic_write`)."
-    read = []
+def decode_npy(files, # the image files to decode
+               size:int, # the side of the square images
+               nc:int, # 1 (gray) or 3 (colour)
+               fn, # the `.npy` file to write; its index goes next to it, as `.json`
+               where='', # the folder the files come from, for the messages
+              ) -> tuple:
+    "Decode `files` into the `.npy` file `fn`, then its JSON index, both atomically: `(files read, files skipped)`."
+    read, fn = [], Path(fn)
     def write(tmp):
         mm = np.lib.format.open_memmap(tmp, mode='w+', dtype=np.uint8, shape=(len(files), nc, size, size))   # the header and the size
         offset = mm.offset; del mm
@@ -75,3 +92,51 @@ def decode_npy(files, size, nc, fn, where):
     atomic_write(fn, write)
     skipped = sorted(set(files) - set(read))
     atomic_write_json(fn.with_suffix('.json'), {'n': len(read), 'files': [str(f) for f in read], 'skipped': [str(f) for f in skipped]})
+    return read, skipped
+
+# %% ../nbs/00_disk.ipynb #8c7342ba
+def read_npy_cache(fn, # the `.npy` file of a decode cache; its index is the `.json` file beside it
+                   size:int, # the side the images must have
+                   nc:int, # the channels they must have
+                  ) -> tuple:
+    "`(DiskImages, files read, files skipped)` from the decode cache `fn` and its index; `_CacheDamaged` if unusable."
+    fn = Path(fn); js = fn.with_suffix('.json')
+    try:
+        d = json.loads(js.read_text())
+        n, read, skipped = d['n'], [Path(f) for f in d['files']], [Path(f) for f in d['skipped']]
+        if n != len(read): raise ValueError(f"it counts {n!r} images but lists {len(read)} files")
+    except MemoryError: raise
+    except Exception as e: raise _CacheDamaged(js, _why(e)) from None
+    try: shape, fortran, dt, offset, nbytes = _npy_header(fn)
+    except (OSError, ValueError) as e: raise _CacheDamaged(fn, _why(e)) from None
+    if dt != np.uint8 or fortran or len(shape) != 4 or tuple(shape[1:]) != (nc, size, size) or shape[0] < n:
+        raise _CacheDamaged(fn, f"it holds {dt} {shape}, not at least {n} uint8 images ({nc}, {size}, {size})")
+    if nbytes < (need := offset + shape[0] * nc * size * size):
+        raise _CacheDamaged(fn, f"{nbytes:,} bytes, shorter than the {need:,} its header says")
+    return DiskImages(fn, n=n), read, skipped
+
+# %% ../nbs/00_disk.ipynb #ec0695a1
+def npy_cache(files, # the image files of the folder
+              size:int, # the side of the square images
+              nc:int, # 1 (gray) or 3 (colour)
+              fn, # the `.npy` file of the cache
+              where='', # the folder the files come from, for the messages
+             ) -> tuple:
+    "`(DiskImages, files read, files skipped)` from the decode cache `fn`, into which `files` are decoded if need be."
+    fn = Path(fn)
+    if os.path.exists(fn) and os.path.exists(fn.with_suffix('.json')):
+        try: x, read, skipped = read_npy_cache(fn, size, nc)
+        except _CacheDamaged as e:
+            if (stuck := _set_aside(e.fname, e.why)):
+                raise DataError(f"the decode cache {e.fname} is damaged ({e.why}) and cannot be moved aside "
+                                f"({stuck}): delete it, or give on_disk=True a folder it can write (cache=FOLDER, "
+                                "or $DCGAN_CACHE)") from None
+        else:
+            report_skipped(skipped, len(files))     # said again on every run that trains without them
+            return x, read, skipped
+    try: read, skipped = decode_npy(files, size, nc, fn, where)
+    except OSError as e:
+        why = 'it is a file, not a folder' if os.path.exists(fn.parent) and not os.path.isdir(fn.parent) else _why(e)
+        raise DataError(f"the decode cache folder {fn.parent} cannot be written ({why}): on_disk=True keeps the "
+                        "decoded images there, so give it one that can be (cache=FOLDER, or $DCGAN_CACHE)") from None
+    return DiskImages(fn, n=len(read)), read, skipped

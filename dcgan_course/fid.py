@@ -20,23 +20,22 @@ from fastai.metrics import ValueMetric
 from fastai.callback.core import Callback
 
 from .core import new_noise, noise_of, sample_condition, cache_dir as _cache_root, atomic_save, atomic_write_json
-from .data import DataError
-from .train import fixed_noise
+from .data import DataError, find_images, convert_image, report_skipped
+from .train import fixed_noise, load_generator
 from .frechet import MIN_FID_SAMPLES, frechet_distance, feature_stats, fid_from_features, kid_from_features, _warn_few
 from .inception import find_fid_weights, to_inception_input, inception_features, _feature_net, _run_batches
 
 # %% auto #0
-__all__ = ['FID_PIPELINE', 'image_files', 'folder_features', 'is_run_dir', 'generator_features', 'cache_dir', 'real_stats',
-           'compute_fid', 'FIDCallback']
+__all__ = ['RUN_FILES', 'FID_PIPELINE', 'image_files', 'folder_features', 'is_run_dir', 'generator_features', 'cache_dir',
+           'real_stats', 'compute_fid', 'FIDCallback']
 
 # %% ../nbs/04c_fid.ipynb #55897768
 def image_files(path) -> list:
-    "The image files under folder `path` (recursive, sorted); `DataError` if it is missing, not a folder, or has none."
-    from fastai.data.transforms import get_image_files
+    "The image files under folder `path` (`data.find_images`: links followed once); `DataError` if there are none."
     p = Path(path).expanduser()
     if not p.exists(): raise DataError(f"Path not found: {p}")
     if not p.is_dir(): raise DataError(f"Not a folder of images or a run directory: {p}")
-    files = sorted(get_image_files(p))
+    files = find_images(p)
     if not files: raise DataError(f"No image files found in {p} (searched recursively for .png .jpg .jpeg .bmp .gif .tif .webp)")
     return files
 
@@ -48,7 +47,7 @@ def _pick(n_total, n, seed):
 # %% ../nbs/04c_fid.ipynb #42f205da
 def _read_rgb(f):
     try:
-        with Image.open(f) as im: return torch.from_numpy(np.array(im.convert('RGB'), dtype=np.uint8)).permute(2, 0, 1)
+        with Image.open(f) as im: return torch.from_numpy(np.array(convert_image(im, 'RGB'), dtype=np.uint8)).permute(2, 0, 1)
     except Exception as e: return e
 
 def folder_features(path, n:int=None, seed:int=0, bs:int=32, device=None, weights=None, progress:bool=False,
@@ -66,18 +65,19 @@ def folder_features(path, n:int=None, seed:int=0, bs:int=32, device=None, weight
                 ims = [to_inception_input(im) for im in ims if not isinstance(im, Exception)]
                 if ims: yield torch.cat(ims)
     feats = _run_batches(batches(), net, dev, total=len(files), progress=progress)
-    if bad:
-        names = ', '.join(str(f) for f in bad[:5]) + (f' and {len(bad) - 5} more' if len(bad) > 5 else '')
-        warnings.warn(f"Skipped {len(bad)} unreadable image file(s) of {len(files)} in {path}: {names}", stacklevel=2)
+    report_skipped(bad, len(files))       # on standard error, as training says it (`data.report_skipped`)
     if len(feats) == 0: raise DataError(f"None of the {len(files)} image files in {path} could be read")
     return feats
 
 # %% ../nbs/04c_fid.ipynb #bac3fa00
+RUN_FILES = ('generator.safetensors', 'generator.json', 'generator.pth', 'checkpoint.pth')
+
 def is_run_dir(path) -> bool:
-    "Whether `path` is a training run folder (has generator.pth or checkpoint.pth) or a generator/checkpoint file."
+    "Whether `path` is a training run folder (it has one of `RUN_FILES`) or a generator or checkpoint file."
     p = Path(path).expanduser()
-    if p.is_dir(): return (p/'generator.pth').is_file() or (p/'checkpoint.pth').is_file()
-    return p.is_file() and p.suffix in ('.pth', '.pt')
+    if p.is_dir(): return any((p/f).is_file() for f in RUN_FILES)
+    if p.suffix == '.json': return p.is_file() and p.with_suffix('.safetensors').is_file()
+    return p.is_file() and p.suffix in ('.safetensors', '.pth', '.pt')
 
 # %% ../nbs/04c_fid.ipynb #69f067a2
 def _sample_cond(g, n, seed, labels=None) -> tuple:
@@ -266,7 +266,7 @@ class FIDCallback(Callback):
             self.best_fid, self.best_epoch = fid, self.epoch + 1
             self.best_state = {k: v.detach().cpu().clone() for k, v in g.state_dict().items()}
             if self.save_best and self.run_path is not None:
-                if hasattr(self.learn, 'save_generator'): self.learn.save_generator(self.run_path/'generator_best_fid.pth')
+                if hasattr(self.learn, 'save_generator'): self.learn.save_generator(self.run_path/'generator_best_fid.safetensors')
         if self.run_path is not None:
             atomic_write_json(self.run_path/'fid.json', dict(n=self.n, best_fid=self.best_fid, best_epoch=self.best_epoch, history=self.history))
         return res
@@ -293,7 +293,8 @@ class FIDCallback(Callback):
     def load_best(self):
         "Put the best-FID weights back into the learner's sampling generator (from memory, or the run folder after a resume)."
         if self.best_state is None:
-            f = None if self.run_path is None else self.run_path/'generator_best_fid.pth'
-            if f is None or not f.exists(): raise ValueError("No FID has been computed yet")
-            self.best_state = torch.load(f, map_location='cpu', weights_only=False)['state_dict']
+            files = [] if self.run_path is None else [self.run_path/f'generator_best_fid.{x}' for x in ('safetensors', 'pth')]
+            f = next((f for f in files if f.exists()), None)
+            if f is None: raise ValueError("No FID has been computed yet")
+            self.best_state = load_generator(f).state_dict()     # data only, never code (02a_train)
         self._gen().load_state_dict(self.best_state)

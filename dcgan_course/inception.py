@@ -14,6 +14,7 @@ import torch.nn.functional as F
 import torchvision
 from torchvision.models import inception as _tvi
 from .data import DataError
+from .core import safe_load
 
 # %% auto #0
 __all__ = ['PT_FID_WEIGHTS', 'PT_FID_URL', 'FID_WEIGHTS_ENV', 'INCEPTION_SIZE', 'FIDInceptionA', 'FIDInceptionC',
@@ -158,7 +159,7 @@ class InceptionFeatures(nn.Module):
 def _load_net(path:Path, device) -> tuple:
     try: return torch.jit.load(str(path), map_location=device), 'torchscript'
     except Exception: pass
-    sd = torch.load(path, map_location='cpu', weights_only=True)
+    sd = safe_load(path, 'FID Inception weights (a TorchScript file or a pytorch-fid state dict)')
     if isinstance(sd, dict) and 'state_dict' in sd: sd = sd['state_dict']
     return InceptionPool3(fid_inception_v3(sd)).to(device), 'pytorch-fid'
 
@@ -172,7 +173,11 @@ def load_inception(weights=None, device=None, download:bool=True) -> InceptionFe
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')   # torch.jit.load's deprecation notice
             try: net, kind = _load_net(path, device)
-            except Exception as e: raise FIDWeightsNotFound(f"{path} is neither a TorchScript FID Inception nor a pytorch-fid state dict: {e}") from None
+            except ValueError as e: raise FIDWeightsNotFound(str(e)) from None     # safe_load's line: it names the file
+            except Exception as e:
+                why = ' '.join(str(e).split()) or type(e).__name__      # one line, however many PyTorch wrote
+                why = why if len(why) <= 200 else why[:200] + '...'
+                raise FIDWeightsNotFound(f"{path} is neither a TorchScript FID Inception nor a pytorch-fid state dict: {why}") from None
         _NETS[key] = InceptionFeatures(net, kind, path).eval().requires_grad_(False)
     return _NETS[key]
 

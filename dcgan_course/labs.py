@@ -306,6 +306,7 @@ def run_lab(dls, # the lab's data (`recipe_dls(recipe, lab_data(...))`)
             recipe:Recipe, # what to train (`RECIPES[...]`, or a `replace` of one)
             epochs:int=None, # train this many epochs (default: the recipe's)
             path=None, # run folder (default: a new temporary one)
+            overwrite:bool=False, # replace the run already in `path` (only the kit's own files go)
             fid_n:int=64, # images per FID/KID (0: no FID)
             fid_every:int=None, # score every this many epochs (default: at the end)
             kid:bool=True, # also KID
@@ -320,7 +321,7 @@ def run_lab(dls, # the lab's data (`recipe_dls(recipe, lab_data(...))`)
     r = recipe.replace(epochs=epochs, fid_every=(fid_every or epochs) if fid_n else 0, fid_samples=max(fid_n, 2),
                        **({} if seed is None else dict(seed=seed)))
     path = Path(path) if path is not None else Path(tempfile.mkdtemp(prefix=f'dcgan_{recipe.name}_'))
-    learn = recipe_learner(r, dls, path=path, cbs=cbs, fid_kwargs=dict(kid=kid, seed=0, feature_fn=feature_fn, **fid_kwargs))
+    learn = recipe_learner(r, dls, path=path, overwrite=overwrite, cbs=cbs, fid_kwargs=dict(kid=kid, seed=0, feature_fn=feature_fn, **fid_kwargs))
     fid = next((c for c in learn.cbs if isinstance(c, FIDCallback)), None)
     t0 = time.time()
     with warnings.catch_warnings():

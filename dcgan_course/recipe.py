@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_recipe.ipynb #6b53dd02
 from __future__ import annotations
-import json, dataclasses
+import json, math, dataclasses
 from dataclasses import dataclass, field, fields, asdict
 from functools import partial
 from pathlib import Path
@@ -21,10 +21,11 @@ from .conditional import conditional_nets, balance_dls
 from .fid import FIDCallback
 from .tensorboard import TensorBoardCallback
 from .distributed import rank_world, rank0_first, is_distributed
+from .runs import claim_run_folder
 
 # %% auto #0
 __all__ = ['CRITICS', 'COND_CRITICS', 'RECIPES', 'Recipe', 'load_recipe', 'recipe_dls', 'recipe_nets', 'recipe_callbacks',
-           'recipe_learner']
+           'save_run_files', 'recipe_learner']
 
 # %% ../nbs/10_recipe.ipynb #fa54afb4
 def _f(default, help:str, group:str, **arg):
@@ -94,7 +95,7 @@ class Recipe:
                                   type=float, metavar='T')
     monitor: bool = _f(True, "ganhacks #8's early-failure warnings", 'GAN hacks (03_hacks)')
     # FID
-    fid_every: int = _f(0, 'compute FID and KID every N epochs (0: never); keeps generator_best_fid.pth', 'FID (04c_fid)', type=int, metavar='N')
+    fid_every: int = _f(0, 'compute FID and KID every N epochs (0: never); keeps generator_best_fid.safetensors', 'FID (04c_fid)', type=int, metavar='N')
     fid_samples: int = _f(1000, 'generated and real images per FID (about 0.2 s each on a CPU)', 'FID (04c_fid)', type=int, metavar='M')
     tensorboard: bool = _f(False, "write losses, D(x), D(G(z)), FID and the sample grid for TensorBoard under the run folder (08_tensorboard)",
                            'logging')
@@ -132,6 +133,39 @@ def _check(r:Recipe):
         if getattr(r, k) not in ok: raise ValueError(f"{_flag(k)} must be one of {', '.join(map(str, ok))}, got {getattr(r, k)!r}")
     if r.critic != 'strided' and r.sn: raise ValueError('--sn (spectral norm) works with the strided critic only')
 
+# %% ../nbs/10_recipe.ipynb #b1899c22
+_KINDS = {'bool': 'true or false', 'int': 'a whole number', 'float': 'a number', 'str': 'a string',
+          'list': 'a list of numbers', 'float|list': 'a number or a list of numbers'}
+
+def _num(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+def _fits(kind:str, v) -> bool:
+    "Whether `v` is a value of the declared type `kind` ('bool', 'int', 'float', 'str', 'list', 'float|list')."
+    if kind == 'float|list': return _fits('float', v) or _fits('list', v)
+    if kind == 'list': return isinstance(v, (list, tuple)) and all(map(_num, v))
+    return {'bool': isinstance(v, bool), 'int': isinstance(v, int) and not isinstance(v, bool), 'float': _num(v),
+            'str': isinstance(v, str)}[kind]
+
+def _said(v) -> str:
+    "`v` as a JSON file shows it."
+    if isinstance(v, bool) or v is None: return json.dumps(v)
+    if isinstance(v, str): return f'the string {v!r}'
+    if _num(v): return f'the number {v!r}'
+    return f'the list {list(v)!r}' if isinstance(v, (list, tuple)) else f'a {type(v).__name__}'
+
+def _type_problem(f, v):
+    "What is wrong with `v` as the value of recipe field `f` (a `dataclasses.Field`), or None."
+    kind, none_ok = str(f.type).replace(' ', ''), f.default is None or f.name in ('ema', 'lr_d')
+    if v is None: return None if none_ok else f'must be {_KINDS[kind]}, got null'
+    if not _fits(kind, v): return f"must be {_KINDS[kind]}{' or null' if none_ok else ''}, got {_said(v)}"
+    if any(isinstance(x, float) and not math.isfinite(x) for x in (v if isinstance(v, (list, tuple)) else [v])):
+        return f'must be finite, got {_said(v)}'
+
+def _check_types(d:dict, where:str):
+    "Refuse the first value of `d` (field name -> value) that is not of its field's type; `where` begins the message."
+    for f in fields(Recipe):
+        if f.name in d and (problem := _type_problem(f, d[f.name])): raise ValueError(f"{where} {f.name!r} {problem}")
+
 # %% ../nbs/10_recipe.ipynb #e8be658d
 def _normal(k, v):
     "Values as JSON keeps them: pairs as lists, a one-value `label_smoothing` as a number, `ema` 0 (no average), `lr_d` 0 (the generator's rate) and `diffaug` 'none' as None."
@@ -147,6 +181,7 @@ def replace(self:Recipe, **kwargs) -> Recipe:
     names = {f.name for f in fields(Recipe)}
     bad = sorted(set(kwargs) - names)
     if bad: raise ValueError(f"Recipe has no field(s) {bad}; fields: {', '.join(sorted(names))}")
+    _check_types(kwargs, 'Recipe field')
     r = dataclasses.replace(self, **{k: _normal(k, v) for k, v in kwargs.items()})
     _check(r)
     return r
@@ -176,6 +211,7 @@ def load_recipe(fname) -> Recipe:
     except json.JSONDecodeError as e: raise ValueError(f"{fname} is not a recipe (not JSON: {e})") from None
     if not isinstance(d, dict): raise ValueError(f"{fname} is not a recipe (a JSON object is expected)")
     if set(d) >= {f.name for f in fields(Recipe)} - set(_ADDED): d = {**_ADDED, **d}
+    _check_types(d, f'{fname}: field')
     return Recipe().replace(**d)
 
 # %% ../nbs/10_recipe.ipynb #3f8ef3ad
@@ -275,16 +311,34 @@ def recipe_callbacks(r:Recipe, # the recipe: hacks, monitor, FID
     if r.tensorboard: cbs.append(TensorBoardCallback())
     return cbs
 
+# %% ../nbs/10_recipe.ipynb #87d20dc1
+def save_run_files(learn, # a learner from `recipe_learner`, with a run folder
+                  ) -> Path:
+    "Write `learn.recipe` to the run folder's `recipe.json`, the data's skipped files to `skipped_files.txt`; process 0 only."
+    path = learn.run_dir
+    if rank_world()[0] == 0:      # with several processes, the first writes
+        learn.recipe.save(path/'recipe.json')
+        skipped = getattr(learn.dls.train, 'skipped', None)
+        if skipped: atomic_write_text(path/'skipped_files.txt', ''.join(f'{f}\n' for f in skipped))
+    return path/'recipe.json'
+
 # %% ../nbs/10_recipe.ipynb #d3e44419
+def _claim(path, resume:bool, overwrite:bool):
+    "Claim run folder `path` in process 0 only: the processes of one torchrun job are one owner."
+    if rank_world()[0] == 0: claim_run_folder(path, resume=resume, overwrite=overwrite)
+
 def recipe_learner(r:Recipe, # what to train
                    dls=None, # the data (default: `recipe_dls(r)`)
                    path=None, # run folder: `recipe.json`, samples, `metrics.csv`, checkpoints and `skipped_files.txt` (None: nothing)
                    device=None, # where to train (default: the GPU if there is one)
                    cbs=None, # more callbacks
                    fid_kwargs:dict=None, # more `FIDCallback` arguments
+                   resume:bool=False, # continue the run in `path`: its files stay; `recipe.json` waits for `save_run_files`
+                   overwrite:bool=False, # start over in `path`: the run it holds is removed first
                    **kwargs, # more `dcgan_learner` arguments (`show`, ...)
                   ):
     "The one trainer: a `DCGANLearner` for recipe `r` with its nets, optimizer and callbacks; seeded by `r.seed`; data-parallel under torchrun."
+    if path is not None: rank0_first(_claim, path, resume, overwrite)   # before the data: a refusal costs nothing
     if dls is None: dls = rank0_first(recipe_dls, r)    # with several processes, the first decodes and caches, then the others read
     set_seed(r.seed)       # after the data, so that a run is the same whether its DataLoaders were made here or by the caller
     G, D = recipe_nets(r, dls)
@@ -292,10 +346,7 @@ def recipe_learner(r:Recipe, # what to train
     learn = dcgan_learner(dls, G, D, lr=lr, beta1=r.beta1, n_crit=r.n_crit, path=path, n_samples=r.n_samples,
                           cbs=recipe_callbacks(r, **(fid_kwargs or {})) + list(cbs or []), **kwargs)
     learn.recipe = r
-    if path is not None and rank_world()[0] == 0:     # with several processes, the first writes
-        r.save(Path(path)/'recipe.json')
-        skipped = getattr(dls.train, 'skipped', None)
-        if skipped: atomic_write_text(Path(path)/'skipped_files.txt', ''.join(f'{f}\n' for f in skipped))
+    if path is not None and not resume: save_run_files(learn)
     dev = default_device(device)
     learn.model.to(dev); learn.dls.device = dev
     if is_distributed(): learn.to_distributed(sync_bn=r.sync_bn)   # started by torchrun (09_distributed)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02a_train.ipynb #18fd3b51
 from __future__ import annotations
-import csv, math, random, shutil, time
+import csv, json, math, random, shutil, time
 from pathlib import Path
 
 import numpy as np
@@ -12,19 +12,24 @@ import torch
 from torch import nn
 from .data import gan_dataloaders   # first: it silences a fastai import-time deprecation warning
 from fastcore.basics import store_attr, patch
+from fastcore.foundation import L
 from fastai.learner import Recorder
 from fastai.optimizer import Optimizer
 from fastai.callback.core import Callback
 from torchvision.utils import make_grid, save_image
 import matplotlib.pyplot as plt
+from safetensors import safe_open
+from safetensors.torch import save as safetensors_bytes
 
-from .core import atomic_save, atomic_write, new_noise, noise_of, sample_condition
+from .core import (atomic_save, atomic_write, atomic_write_bytes, atomic_write_json, safe_load, new_noise, noise_of,
+                               sample_condition)
 from .layers import Generator, dcgan_nets
 from .learner import DCGANLearner, generate
 
 # %% auto #0
-__all__ = ['image_grid', 'save_grid', 'show_grid', 'fixed_noise', 'fixed_condition', 'SampleGrid', 'write_metrics_row',
-           'read_metrics', 'MetricsCSV', 'Checkpoint', 'load_generator', 'dcgan_learner', 'plot_metrics']
+__all__ = ['GENERATOR_FORMAT', 'image_grid', 'save_grid', 'show_grid', 'fixed_noise', 'fixed_condition', 'SampleGrid',
+           'write_metrics_row', 'read_metrics', 'MetricsCSV', 'Checkpoint', 'load_generator', 'dcgan_learner',
+           'plot_metrics']
 
 # %% ../nbs/02a_train.ipynb #01c3f57b
 def image_grid(imgs:torch.Tensor, # images (N, C, H, W) in [-1, 1]
@@ -175,33 +180,100 @@ def _gen_meta(learn, max_rows:int=4096) -> dict:
         rows = lab[torch.randperm(len(lab), generator=torch.Generator().manual_seed(0))[:max_rows]].to(torch.uint8)
     return dict(noise=getattr(dl, 'noise', 'normal'), vocab=getattr(dl, 'vocab', None), source=getattr(dl, 'source', ''), attr_rows=rows)
 
+GENERATOR_FORMAT = 'dcgan_course generator'
+
+def _generator_files(fname) -> tuple:
+    "`(X.safetensors, X.json)` for `X`, `X.safetensors`, `X.json` or `X.pth`."
+    p = Path(fname)
+    stem = p.with_suffix('') if p.suffix in ('.safetensors', '.json', '.pth') else p
+    return stem.with_name(stem.name + '.safetensors'), stem.with_name(stem.name + '.json')
+
+def _write_generator(g:nn.Module, fname, noise='normal', vocab=None, source='', attr_rows=None) -> Path:
+    "Write `g`'s weights to `X.safetensors` and its architecture to `X.json` (each atomically); return the safetensors file."
+    st, js = _generator_files(fname)
+    arch = dict(format=GENERATOR_FORMAT, version=1, weights=st.name, config=g.config, noise=noise,
+                vocab=None if vocab is None else [str(v) for v in vocab], source=str(source or ''))
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in g.state_dict().items()}
+    if attr_rows is not None: tensors['attr_rows'] = attr_rows.detach().cpu().to(torch.uint8).contiguous()
+    atomic_write_bytes(st, safetensors_bytes(tensors, metadata={'format': 'pt', 'dcgan_course': json.dumps(arch)}))
+    atomic_write_json(js, arch)
+    return st
+
 @patch
-def save_generator(self:DCGANLearner, fname):
-    "Save the sampling generator's configuration and weights to `fname`."
-    g = self.sample_generator
-    atomic_save(dict(config=g.config, state_dict=g.state_dict(), **_gen_meta(self)), fname)
+def save_generator(self:DCGANLearner, fname) -> Path:
+    "Save the sampling generator: weights to `fname`'s `.safetensors`, architecture to its `.json`."
+    return _write_generator(self.sample_generator, fname, **_gen_meta(self))
 
 # %% ../nbs/02a_train.ipynb #e8b0920a
 def _rng_states() -> dict:
-    "The random states of Python, NumPy, torch's CPU generator and, where CUDA is available, every CUDA device's."
-    d = dict(torch=torch.get_rng_state(), python=random.getstate(), numpy=np.random.get_state())
+    "The random states of Python, NumPy, torch's CPU generator and, where CUDA is available, every CUDA device's: plain data only."
+    version, state, gauss = random.getstate()
+    kind, key, pos, has_gauss, cached = np.random.get_state()
+    d = dict(torch=torch.get_rng_state(), python=[version, list(state), gauss],
+             numpy=dict(kind=str(kind), key=torch.from_numpy(key.astype(np.int64)), pos=int(pos), has_gauss=int(has_gauss),
+                        cached=float(cached)))
     if torch.cuda.is_available(): d['cuda'] = torch.cuda.get_rng_state_all()
     return d
+
+def _plain_opt_state(opt) -> dict:
+    "The optimizer's state dict as plain data: fastai's `Optimizer` keeps its hyper-parameters in an `L`, which a safe load refuses."
+    sd = opt.state_dict()
+    return {**sd, 'hypers': [dict(h) for h in sd['hypers']]} if isinstance(opt, Optimizer) else sd
 
 @patch
 def save_checkpoint(self:DCGANLearner, fname, epoch:int, extra:dict=None):
     "Save everything needed to resume after `epoch` epochs."
     if self.opt is None: self.create_opt()
-    atomic_save(dict(generator=self.generator.state_dict(), critic=self.critic.state_dict(), opt=self.opt.state_dict(),
+    atomic_save(dict(generator=self.generator.state_dict(), critic=self.critic.state_dict(), opt=_plain_opt_state(self.opt),
                      gen_config=self.generator.config, crit_config=self.critic.config, epoch=epoch,
                      ema=None if getattr(self, 'ema_generator', None) is None else self.ema_generator.state_dict(),
                      ema_updates=getattr(self, 'ema_updates', None),
                      rng=_rng_states(),
                      extra=extra or {}, **_gen_meta(self)), fname)
 
+# %% ../nbs/02a_train.ipynb #b745b9f1
+def _few(keys, n:int=3) -> str: return ', '.join(keys[:n]) + (f' and {len(keys) - n} more' if len(keys) > n else '')
+
+def _config_mismatch(fname, saved:dict, nets:dict) -> str|None:
+    "One line on the configuration keys where `saved` ({name: config}) and `nets` ({name: config}) differ, or None."
+    diffs = {}
+    for name, cfg in nets.items():
+        old = saved.get(name)
+        if not (isinstance(old, dict) and isinstance(cfg, dict)): continue
+        for k in old:
+            if k in cfg and old[k] != cfg[k] and k not in diffs: diffs[k] = (name, old[k], cfg[k])
+    if not diffs: return None
+    label = lambda k: k if diffs[k][0] == 'generator' else f"{diffs[k][0]}'s {k}"
+    was = ', '.join(f'{label(k)}={v[1]}' for k, v in diffs.items()); now = ', '.join(f'{label(k)}={v[2]}' for k, v in diffs.items())
+    return (f"{fname} was trained with {was}, but the networks now have {now}: resume with the settings it was trained with, "
+            "or train a new run in another folder")
+
+def _state_mismatch(net:nn.Module, sd) -> str|None:
+    "What keeps the state dict `sd` from loading into `net` (missing or unexpected names, other shapes), in one line; None if it fits."
+    if not isinstance(sd, dict): return f"its weights are a {type(sd).__name__}, not a state dict"
+    own = net.state_dict()
+    missing, unexpected = [k for k in own if k not in sd], [k for k in sd if k not in own]
+    shaped = [k for k in own if k in sd and (not isinstance(sd[k], torch.Tensor) or sd[k].shape != own[k].shape)]
+    why = [f'missing {_few(missing)}'] if missing else []
+    if unexpected: why.append(f'unexpected {_few(unexpected)}')
+    if shaped:
+        k = shaped[0]; got = tuple(sd[k].shape) if isinstance(sd[k], torch.Tensor) else type(sd[k]).__name__
+        more = f' ({len(shaped) - 1} more)' if len(shaped) > 1 else ''
+        why.append(f"{k} is {got} in the file and {tuple(own[k].shape)} in the network{more}")
+    return '; '.join(why) or None
+
 # %% ../nbs/02a_train.ipynb #95973bf0
+_np_core = getattr(np, '_core', None) or np.core
+# NumPy's random state in older checkpoints: an array (its type, its dtype's, and the function that rebuilds it)
+_OLD_RNG_TYPES = (np.dtype, type(np.dtype(np.uint32)), np.ndarray, _np_core.multiarray._reconstruct)
+_CHECKPOINT_KEYS = ('generator', 'critic', 'opt', 'gen_config', 'crit_config', 'epoch', 'rng')
+
 def _set_rng_states(d:dict):
-    torch.set_rng_state(d['torch'].cpu()); random.setstate(d['python']); np.random.set_state(d['numpy'])
+    torch.set_rng_state(d['torch'].cpu())
+    version, state, gauss = d['python']; random.setstate((version, tuple(state), gauss))
+    n = d['numpy']
+    if isinstance(n, dict): n = (n['kind'], n['key'].numpy().astype(np.uint32), n['pos'], n['has_gauss'], n['cached'])
+    np.random.set_state(n)
     if d.get('cuda') is not None and torch.cuda.is_available():
         for i, s in enumerate(d['cuda'][:torch.cuda.device_count()]): torch.cuda.set_rng_state(s.cpu(), i)
 
@@ -212,17 +284,38 @@ def _opt_state_to_params(opt):
         for k, v in st.items():
             if isinstance(v, torch.Tensor) and v.device != p.device: st[k] = v.to(p.device)
 
+def _first_line(e:Exception) -> str: return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+def _read_checkpoint(learn, fname:Path) -> dict:
+    "The checkpoint `fname`, read safely and checked against `learn`'s networks before anything is loaded."
+    ck = safe_load(fname, 'a dcgan_course checkpoint', allow=_OLD_RNG_TYPES)
+    missing = [k for k in _CHECKPOINT_KEYS if k not in ck] if isinstance(ck, dict) else list(_CHECKPOINT_KEYS)
+    if missing: raise ValueError(f"{fname} is not a complete dcgan_course checkpoint: it lacks {', '.join(missing)}")
+    why = _config_mismatch(fname, dict(generator=ck['gen_config'], critic=ck['crit_config']),
+                           dict(generator=getattr(learn.generator, 'config', None), critic=getattr(learn.critic, 'config', None)))
+    if why: raise ValueError(why)
+    ema = getattr(learn, 'ema_generator', None)
+    for name, net, sd in (('generator', learn.generator, ck['generator']), ('critic', learn.critic, ck['critic']),
+                          ('moving average of the generator', ema, ck.get('ema'))):
+        why = None if net is None or sd is None else _state_mismatch(net, sd)
+        if why: raise ValueError(f"{fname} does not fit the {name}: {why}")
+    return ck
+
 @patch
 def load_checkpoint(self:DCGANLearner, fname) -> int:
     "Load a checkpoint written by `save_checkpoint`; return the number of epochs it had finished."
     fname = Path(fname)
     if not fname.exists(): raise FileNotFoundError(f"No checkpoint to resume from at {fname}")
-    ck = torch.load(fname, map_location='cpu', weights_only=False)
+    ck = _read_checkpoint(self, fname)
     self._to_dls_device()
-    self.generator.load_state_dict(ck['generator']); self.critic.load_state_dict(ck['critic'])   # copied into the params, on their device
     if self.opt is None: self.create_opt()
-    self.opt.load_state_dict(ck['opt'])
+    sd = ck['opt']
+    if isinstance(self.opt, Optimizer): sd = {**sd, 'hypers': L(sd['hypers'])}     # an `L` again, as fastai keeps them
+    try: self.opt.load_state_dict(sd)          # first: it checks the parameter groups before it changes anything
+    except Exception as e:
+        raise ValueError(f"{fname}: its optimizer state does not fit this learner's optimizer ({_first_line(e)})") from None
     _opt_state_to_params(self.opt)
+    self.generator.load_state_dict(ck['generator']); self.critic.load_state_dict(ck['critic'])   # copied into the params, on their device
     ema = getattr(self, 'ema_generator', None)
     if ck.get('ema') is not None and ema is not None:
         ema.load_state_dict(ck['ema']); ema.to(next(self.generator.parameters()).device)
@@ -232,10 +325,10 @@ def load_checkpoint(self:DCGANLearner, fname) -> int:
 
 # %% ../nbs/02a_train.ipynb #1152cfa0
 class Checkpoint(Callback):
-    "After every `every` epochs, write `checkpoint.pth` and `generator.pth` into the run folder (atomically)."
+    "After every `every` epochs, write `checkpoint.pth` and the generator (`generator.safetensors`, `generator.json`) into the run folder."
     order, rank0_only = SampleGrid.order + 10, True   # last: after every callback that changes the state at an epoch's end
     def __init__(self, every:int=1, # epochs between checkpoints (the last epoch always gets one)
-                 extra:dict=None, # more to store in the checkpoint (`extra`)
+                 extra:dict=None, # more to store in the checkpoint (`extra`): tensors, numbers, strings, lists and dicts
                 ):
         store_attr('every,extra')
     def before_fit(self):
@@ -244,28 +337,61 @@ class Checkpoint(Callback):
         if (self.epoch + 1) % self.every and self.epoch + 1 != self.n_epoch: return
         run = self.learn.run_dir
         self.learn.save_checkpoint(run/'checkpoint.pth', self.epoch + 1, self.extra)
-        self.learn.save_generator(run/'generator.pth')
+        self.learn.save_generator(run/'generator.safetensors')
 
 # %% ../nbs/02a_train.ipynb #ba9798dd
-def load_generator(path, # a run folder, its `generator.pth`, or a `checkpoint.pth`
+def _build_generator(path, config, sd, noise='normal', vocab=None, source='', attr_rows=None) -> nn.Module:
+    "A `Generator` from `config` with the weights `sd`, and the attributes samplers read; errors name `path`."
+    if not isinstance(config, dict): raise ValueError(f"{path} is not a dcgan_course generator: it has no network configuration")
+    try: g = Generator(**config)
+    except (TypeError, ValueError) as e: raise ValueError(f"{path} is not a dcgan_course generator: its configuration does not build one ({e})") from None
+    why = _state_mismatch(g, sd)
+    if why: raise ValueError(f"{path}: the weights do not fit the generator it describes ({why})")
+    g.load_state_dict(sd)
+    g.noise, g.vocab, g.source = noise or 'normal', vocab, source or ''
+    g.attr_rows = None if attr_rows is None else attr_rows.float()
+    return g.eval()
+
+def _read_safetensors(st:Path, js:Path) -> nn.Module:
+    "A generator from its weights `st` and its architecture `js`."
+    if not st.exists(): raise FileNotFoundError(f"No such generator weights file: {st} (it goes with {js})")
+    try:
+        with safe_open(str(st), 'pt') as f: meta, sd = f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e: raise ValueError(f"{st} is not a dcgan_course generator: its safetensors data cannot be read ({_first_line(e)})") from None
+    try: arch = json.loads(js.read_text(encoding='utf-8')) if js.exists() else json.loads(meta['dcgan_course'])
+    except (KeyError, ValueError, OSError) as e:
+        raise ValueError(f"{js if js.exists() else st} is not a dcgan_course generator's description: {_first_line(e) if js.exists() else 'none found'}") from None
+    if not isinstance(arch, dict) or arch.get('format') != GENERATOR_FORMAT:
+        raise ValueError(f"{js} is not a dcgan_course generator's description (its 'format' is not {GENERATOR_FORMAT!r})")
+    if 'dcgan_course' in meta and js.exists():
+        try: inner = json.loads(meta['dcgan_course']).get('config')
+        except (ValueError, AttributeError): inner = None
+        if inner != arch.get('config'): raise ValueError(f"{js} and {st} describe different generators: one was replaced without the other")
+    rows = sd.pop('attr_rows', None)
+    return _build_generator(st, arch.get('config'), sd, arch.get('noise'), arch.get('vocab'), arch.get('source'), rows)
+
+def _read_torch_file(path:Path) -> nn.Module:
+    "A generator from a `.pth` file: an older run's `generator.pth`, or a checkpoint."
+    ck = safe_load(path, 'a dcgan_course generator or checkpoint', allow=_OLD_RNG_TYPES)
+    if not isinstance(ck, dict) or not ({'config', 'gen_config'} & set(ck)):
+        raise ValueError(f"{path} is not a dcgan_course generator or checkpoint: it has no network configuration")
+    if 'gen_config' in ck: config, sd = ck['gen_config'], (ck.get('ema') or ck.get('generator'))
+    else: config, sd = ck['config'], ck.get('state_dict')
+    if sd is None: raise ValueError(f"{path} is not a dcgan_course generator or checkpoint: it has no weights")
+    return _build_generator(path, config, sd, ck.get('noise'), ck.get('vocab'), ck.get('source'), ck.get('attr_rows'))
+
+def load_generator(path, # a run folder, its `generator.safetensors` (or `.json`), an older `generator.pth`, or a `checkpoint.pth`
                   ) -> nn.Module:
-    "A generator (in eval mode) from a run folder, its `generator.pth`, or a `checkpoint.pth`."
+    "A generator (in eval mode) from a run folder, a generator's files, or a checkpoint; read as data only, never as code."
     path = Path(path)
     if path.is_dir():
-        cands = [path/'generator.pth', path/'checkpoint.pth']
-        path = next((c for c in cands if c.exists()), None)
-        if path is None: raise FileNotFoundError(f"No generator.pth or checkpoint.pth in {cands[0].parent}")
+        cands = [path/'generator.safetensors', path/'generator.json', path/'generator.pth', path/'checkpoint.pth']
+        found = next((c for c in cands if c.exists()), None)
+        if found is None: raise FileNotFoundError(f"No generator.safetensors, generator.pth or checkpoint.pth in {path}")
+        path = found
     if not path.exists(): raise FileNotFoundError(f"No such generator or checkpoint file: {path}")
-    try: ck = torch.load(path, map_location='cpu', weights_only=False)
-    except Exception as e: raise ValueError(f"{path} is not a dcgan_course generator or checkpoint ({e})") from None
-    if not isinstance(ck, dict) or not ({'config', 'gen_config'} & set(ck)):
-        raise ValueError(f"{path} is not a dcgan_course generator or checkpoint")
-    if 'gen_config' in ck: g, sd = Generator(**ck['gen_config']), (ck.get('ema') or ck['generator'])
-    else: g, sd = Generator(**ck['config']), ck['state_dict']
-    g.load_state_dict(sd)
-    g.noise, g.vocab, g.source = ck.get('noise', 'normal'), ck.get('vocab'), ck.get('source', '')
-    g.attr_rows = None if ck.get('attr_rows') is None else ck['attr_rows'].float()
-    return g.eval()
+    if path.suffix in ('.safetensors', '.json'): return _read_safetensors(*_generator_files(path))
+    return _read_torch_file(path)
 
 # %% ../nbs/02a_train.ipynb #6d0e8c3b
 def dcgan_learner(dls, # `DataLoaders` from `gan_dataloaders`

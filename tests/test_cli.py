@@ -1,8 +1,10 @@
 "End-to-end tests of the console scripts, run as a user would: as separate processes."
-import csv, json, os, subprocess, sys
+import csv, errno, json, os, subprocess, sys, tempfile, time
 from pathlib import Path
 import pytest, torch
 from PIL import Image
+from fastai.callback.core import Callback
+from dcgan_course.cli import dcgan_train, dcgan_sample, dcgan_fid, _run_safely
 
 FAST = ['--size', '16', '--nf', '16', '--bs', '32', '--max-items', '256']
 
@@ -24,8 +26,9 @@ def test_train_sample_resume(tmp_path):
     # not a terminal: one plain line per epoch, no progress-bar redraws
     assert [l.split(':')[0] for l in r.stdout.splitlines() if l.startswith('epoch ')] == ['epoch 1/2', 'epoch 2/2']
     assert '\r' not in r.stdout + r.stderr and 'd_fake' in r.stdout
-    for f in ('samples.png', 'samples/epoch_001.png', 'samples/epoch_002.png', 'metrics.csv', 'generator.pth', 'checkpoint.pth', 'recipe.json'):
+    for f in ('samples.png', 'samples/epoch_001.png', 'samples/epoch_002.png', 'metrics.csv', 'checkpoint.pth', 'recipe.json'):
         assert (out/f).exists(), f
+    assert list(out.glob('generator.*')) and not (out/'run.lock').exists()     # the generator, in its format; the folder let go
     m = rows(out/'metrics.csv')
     assert [r['epoch'] for r in m] == ['1', '2']
     assert {'epoch', 'gen_loss', 'crit_loss', 'd_real', 'd_fake', 'seconds'} <= set(m[0])
@@ -91,6 +94,7 @@ def test_train_bad_input(tmp_path, args, message):
     assert r.returncode == 2
     assert message in r.stderr
     assert 'Traceback' not in r.stderr
+    assert not (tmp_path/'x').exists()          # refused before it wrote anything: no run folder left behind
 
 
 def test_train_empty_and_corrupt_folders(tmp_path):
@@ -134,7 +138,7 @@ def test_recipe_lfw_faces_trains_on_the_embedded_faces(tmp_path):
     out = tmp_path/'faces'
     r = run('dcgan_train', '--recipe', 'lfw-faces', '--size', '16', '--nf', '8', '--epochs', '1', '--out', str(out))
     assert "data: lfw (scikit-image, 200 images: LFW's real 25x25 faces" in r.stdout
-    assert (out/'generator.pth').exists()
+    assert list(out.glob('generator.*'))
     r = json.loads((out/'recipe.json').read_text())
     assert (r['name'], r['data'], r['size']) == ('lfw-faces', 'lfw', 16)
 
@@ -224,3 +228,197 @@ def test_resume_of_a_run_from_before_recipes_says_why_not(tmp_path):
     (tmp_path/'old').mkdir(); (tmp_path/'old'/'run.json').write_text('{"size": 32}')
     r = run('dcgan_train', '--out', str(tmp_path/'old'), '--resume', ok=False)
     assert r.returncode == 2 and 'no recipe.json' in r.stderr and 'cannot be resumed' in r.stderr and 'Traceback' not in r.stderr
+
+
+# --- one owner per run folder, faults in one line ---
+
+def one_line(err:str) -> bool:
+    return len(err.strip().splitlines()) == 1 and 'Traceback' not in err
+
+
+def epochs(out): return [r['epoch'] for r in rows(out/'metrics.csv')]
+
+
+def exits(f, argv, capsys):
+    "Run a console script in-process; (exit status, what it wrote on stderr)."
+    with pytest.raises(SystemExit) as e: f(argv)
+    return e.value.code, capsys.readouterr().err
+
+
+def test_a_new_run_into_a_run_folder_is_refused_and_overwrite_starts_over(tmp_path):
+    out = tmp_path/'run'
+    run('dcgan_train', *FAST, '--epochs', '2', '--out', str(out))
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    r = run('dcgan_train', *FAST, '--epochs', '1', '--out', str(out), ok=False)
+    assert r.returncode == 2 and one_line(r.stderr) and 'already holds a run' in r.stderr, r.stderr
+    assert '--resume' in r.stderr and '--overwrite' in r.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before        # nothing touched
+    (out/'notes.txt').write_text('mine')
+    run('dcgan_train', *FAST, '--epochs', '1', '--out', str(out), '--overwrite')
+    assert epochs(out) == ['1'] and not (out/'samples'/'epoch_002.png').exists() and (out/'notes.txt').read_text() == 'mine'
+    assert json.loads((out/'recipe.json').read_text())['epochs'] == 1
+    r = run('dcgan_train', '--out', str(out), '--resume', '--overwrite', ok=False)
+    assert r.returncode == 2 and 'not both' in r.stderr
+
+
+def test_a_second_run_is_refused_while_the_first_lives_and_a_resume_tidies_after_a_kill(tmp_path):
+    out = tmp_path/'run'
+    first = subprocess.Popen(['dcgan_train', *FAST, '--epochs', '1000', '--out', str(out)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        t0 = time.time()
+        while not (out/'checkpoint.pth').exists():
+            assert first.poll() is None and time.time() - t0 < 300, 'the first run did not get to a checkpoint'
+            time.sleep(0.2)
+        for extra in ([], ['--overwrite'], ['--resume']):
+            r = run('dcgan_train', *FAST, '--epochs', '2', '--out', str(out), *extra, ok=False)
+            assert r.returncode == 2 and one_line(r.stderr) and f'in use by another run (pid {first.pid} on ' in r.stderr, r.stderr
+    finally:
+        first.kill(); first.wait()          # kill -9: its lock goes with it
+    ck = torch.load(out/'checkpoint.pth', weights_only=False)['epoch']
+    # as if killed between epoch ck + 1's metrics row and its checkpoint, in the middle of writing that checkpoint
+    done = rows(out/'metrics.csv')[:ck]
+    with open(out/'metrics.csv', 'w', newline='') as f:
+        w = csv.DictWriter(f, fieldnames=list(done[0])); w.writeheader(); w.writerows(done + [{**done[-1], 'epoch': ck + 1}])
+    gone = subprocess.Popen([sys.executable, '-c', 'pass']); gone.wait()
+    (out/f'.checkpoint.pth.{gone.pid}.tmp').write_bytes(b'half a checkpoint')
+    run('dcgan_train', '--out', str(out), '--resume', '--epochs', str(ck + 2))
+    assert epochs(out) == [str(e) for e in range(1, ck + 3)]        # each epoch once, in order
+    assert not list(out.rglob('*.tmp')) and not (out/'run.lock').exists()
+
+
+def test_resume_with_other_nets_is_refused_and_keeps_the_recipe(tmp_path):
+    out = tmp_path/'run'
+    run('dcgan_train', *FAST, '--epochs', '1', '--out', str(out))
+    before = (out/'recipe.json').read_bytes()
+    r = run('dcgan_train', '--out', str(out), '--resume', '--size', '32', '--epochs', '2', ok=False)
+    assert r.returncode == 2 and one_line(r.stderr) and 'size' in r.stderr, r.stderr
+    assert (out/'recipe.json').read_bytes() == before           # still the run's own: it can be resumed
+    run('dcgan_train', '--out', str(out), '--resume', '--epochs', '2')
+    assert epochs(out) == ['1', '2']
+
+
+BAD_FIELDS = [('bn', 'false'), ('monitor', 'no'), ('epochs', '2'), ('epochs', 2.5), ('lr', True), ('fake_smoothing', '0 0.3'),
+              ('lr', float('nan')), ('beta1', float('inf')), ('label_smoothing', [0.9, float('nan')]), ('size', None), ('data', 5)]
+
+
+@pytest.mark.parametrize('field,value', BAD_FIELDS, ids=[f'{k}={v!r}' for k, v in BAD_FIELDS])
+def test_a_hand_edited_recipe_of_the_wrong_type_is_refused_naming_the_field(tmp_path, capsys, field, value):
+    from dcgan_course.recipe import RECIPES
+    f = tmp_path/'recipe.json'
+    f.write_text(json.dumps({**RECIPES['digits'].to_dict(), field: value}))     # Python's json writes NaN and Infinity as they come
+    code, err = exits(dcgan_train, ['--config', str(f), '--out', str(tmp_path/'x')], capsys)
+    assert code == 2 and one_line(err) and f"recipe.json: field {field!r} must be" in err, err
+    assert not (tmp_path/'x').exists()
+
+
+def test_an_edited_recipe_of_a_run_is_refused_at_resume(tmp_path, capsys):
+    out = tmp_path/'run'
+    run('dcgan_train', *FAST, '--epochs', '1', '--out', str(out))
+    r = json.loads((out/'recipe.json').read_text()); r['bn'] = 'false'
+    (out/'recipe.json').write_text(json.dumps(r))
+    code, err = exits(dcgan_train, ['--out', str(out), '--resume', '--epochs', '2'], capsys)
+    assert code == 2 and one_line(err) and "field 'bn' must be true or false, got the string 'false'" in err, err
+    assert epochs(out) == ['1']
+
+
+@pytest.mark.parametrize('flag', [['--lr', 'nan'], ['--instance-noise', 'nan'], ['--beta1', 'inf'], ['--label-smoothing', '0.9', 'nan']],
+                         ids=lambda f: ' '.join(f))
+def test_nan_flags_are_refused_before_any_data_loads(tmp_path, capsys, flag):
+    code, err = exits(dcgan_train, ['--data', str(tmp_path/'no_such_folder'), '--out', str(tmp_path/'x'), *flag], capsys)
+    assert code == 2 and one_line(err) and f'{flag[0]} must be a finite number' in err, err     # not 'Data folder not found'
+    assert not (tmp_path/'x').exists()
+
+
+class Interrupt(Callback):
+    "Ctrl-C in the middle of epoch `at` (0-based)."
+    def __init__(self, at): self.at = at
+    def after_batch(self):
+        if self.epoch == self.at and self.iter == 2: raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize('at,said', [(0, 'nothing has been saved in {out} yet'), (2, '{out}/checkpoint.pth holds epoch 2')],
+                         ids=['before-a-checkpoint', 'after-two'])
+def test_ctrl_c_says_which_folder_and_epoch_are_saved(tmp_path, capsys, monkeypatch, at, said):
+    import dcgan_course.recipe as rm
+    cbs = rm.recipe_callbacks
+    monkeypatch.setattr(rm, 'recipe_callbacks', lambda r, **kw: cbs(r, **kw) + [Interrupt(at)])
+    out = tmp_path/'run'
+    code, err = exits(dcgan_train, [*FAST, '--epochs', '4', '--out', str(out)], capsys)
+    assert code == 130 and one_line(err) and said.format(out=out) in err, err
+    assert not (out/'run.lock').exists()
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_last_one(tmp_path, capsys, monkeypatch):
+    out, replace = tmp_path/'run', os.replace
+    def full(src, dst, *a, **k):
+        if Path(dst).name == 'checkpoint.pth' and Path(dst).exists(): raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+        return replace(src, dst, *a, **k)
+    monkeypatch.setattr(os, 'replace', full)
+    code, err = exits(dcgan_train, [*FAST, '--epochs', '3', '--out', str(out)], capsys)
+    monkeypatch.setattr(os, 'replace', replace)
+    assert code == 1 and one_line(err), err
+    assert err.startswith(f'dcgan_train: error: cannot write {out/"checkpoint.pth"}: No space left on device (ENOSPC); '
+                          f'{out}/checkpoint.pth holds epoch 1, intact'), err
+    assert torch.load(out/'checkpoint.pth', weights_only=False)['epoch'] == 1 and not list(out.rglob('.*.tmp'))
+    assert dcgan_train(['--out', str(out), '--resume', '--epochs', '2']) == out
+    assert epochs(out) == ['1', '2']
+
+
+def test_the_error_log_goes_where_it_can_be_written_and_never_raises(tmp_path, capsys, monkeypatch):
+    import dcgan_course.cli as cli
+    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
+    def bug():
+        e = KeyError('a bug'); e.run_dir = tmp_path/'gone'       # a run folder that is not there
+        raise e
+    code, err = exits(lambda _: _run_safely('dcgan_train', bug), None, capsys)
+    log = tmp_path/f'dcgan_error_{os.getpid()}.log'
+    assert code == 1 and one_line(err) and f'the traceback is in {log}' in err and 'KeyError' in log.read_text()
+    def no_room(f, text): raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(f))
+    monkeypatch.setattr(cli, 'atomic_write_text', no_room)
+    code, err = exits(lambda _: _run_safely('dcgan_train', bug), None, capsys)
+    assert code == 1 and one_line(err) and 'unexpected KeyError' in err and 'traceback is in' not in err
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp('trained')/'run'
+    run('dcgan_train', *FAST, '--epochs', '1', '--out', str(out))
+    return out
+
+
+SAMPLE_BAD = [(['--nrow', '-1'], '--nrow must be at least 1'), (['--nrow', '0'], '--nrow must be at least 1'),
+              (['--n', '0'], '--n must be at least 1'), (['--seed', '-1'], '--seed must be in 0 .. 2**63-1'),
+              (['--seed', str(2**63)], '--seed must be in'), (['--out', '{dir}'], 'is a folder'),
+              (['--folder', '--out', '{file}'], 'is a file'), (['--label', '3'], 'not conditional'),
+              (['--attrs', 'Smiling=1'], 'not conditional')]
+
+
+@pytest.mark.parametrize('args,said', SAMPLE_BAD, ids=[' '.join(a) for a, _ in SAMPLE_BAD])
+def test_sample_bad_arguments_get_one_line_each(trained, tmp_path, capsys, args, said):
+    (tmp_path/'a.png').write_bytes(b'x')
+    args = [a.format(dir=tmp_path, file=tmp_path/'a.png') for a in args]
+    code, err = exits(dcgan_sample, [str(trained), *args], capsys)
+    assert code == 2 and one_line(err) and said in err, err
+
+
+def test_sample_of_a_file_without_weights_is_one_line(trained, tmp_path, capsys):
+    from dcgan_course.train import load_generator
+    f = tmp_path/'weightless.pth'
+    torch.save(dict(config=load_generator(trained).config), f)
+    code, err = exits(dcgan_sample, [str(f)], capsys)
+    assert code == 2 and one_line(err) and str(f) in err, err
+
+
+FID_BAD = [(['--n', '1'], '--n must be at least 2'), (['--n', '0'], '--n must be at least 2'), (['--bs', '0'], '--bs must be positive'),
+           (['--seed', '-1'], '--seed must be in'), (['--device', 'gpu'], "--device 'gpu' is not a device"),
+           (['--device', 'cuda:99'], '--device cuda:99'), (['MISSING'], 'not found')]
+
+
+@pytest.mark.parametrize('args,said', FID_BAD, ids=[' '.join(a) for a, _ in FID_BAD])
+def test_fid_bad_arguments_get_one_line_each(tmp_path, capsys, args, said):
+    from conftest import write_png
+    for i in range(3): write_png(tmp_path/'a'/f'{i}.png', seed=i); write_png(tmp_path/'b'/f'{i}.png', seed=i + 5)
+    argv = [str(tmp_path/'a'), str(tmp_path/'b'), *args] if args != ['MISSING'] else [str(tmp_path/'a'), str(tmp_path/'missing')]
+    code, err = exits(dcgan_fid, argv, capsys)
+    assert code == 2 and one_line(err) and said in err, err

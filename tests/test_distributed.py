@@ -61,7 +61,7 @@ with distributed('cpu'):
         torch.save([p.detach() for p in learn.model.parameters()], out/f'replay{rank}.pt')
     elif mode == 'resume':  # n_crit 2, 7 batches per process and epoch; epoch 2 after epoch 1 in the same learner, or resumed from a checkpoint
         r = RECIPES['digits'].replace(size=16, nf=8, nz=16, bs=16, max_items=224, n_crit=2, ema=0.999, monitor=False, seed=3)
-        learn = recipe_learner(r, recipe_dls(r, device='cpu'), path=out/'resumed')
+        learn = recipe_learner(r, recipe_dls(r, device='cpu'), path=out/'resumed', resume=sys.argv[3] == 'resume')
         if sys.argv[3] == 'resume': learn.load_checkpoint(out/'epoch1.pth')
         else:
             learn.fit(1)
@@ -109,7 +109,7 @@ def test_two_processes_train_one_gan(tmp_path):
     assert not any(torch.equal(x, y) for x, y in zip(a['noise'], b['noise']))   # each process draws its own noise
     # one set of files, written by process 0, recording two processes
     run = tmp_path/'run'
-    assert sorted(p.name for p in run.iterdir()) == ['checkpoint.pth', 'generator.pth', 'metrics.csv', 'recipe.json', 'samples', 'samples.png']
+    assert sorted(p.name for p in run.iterdir()) == ['checkpoint.pth', 'generator.json', 'generator.safetensors', 'metrics.csv', 'recipe.json', 'samples', 'samples.png']
     assert len(list((run/'samples').iterdir())) == 2
     from dcgan_course.train import read_metrics
     assert [(m['world_size'], m['global_bs']) for m in read_metrics(run/'metrics.csv')] == [(2, 32), (2, 32)]
