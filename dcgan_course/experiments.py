@@ -63,9 +63,8 @@ def run_setting(n_eval:int=1000, # samples for `pixel_fd` and `diversity`
     if steps is not None: r = r.replace(epochs=budget_epochs(steps, len(dls.train)))
     learn = recipe_learner(r, dls, device='cpu')
     t0 = time.time()
-    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
-        warnings.simplefilter('ignore')      # the monitor's warnings are counted in `warnings` below
-        learn.fit(r.epochs)
+    if hasattr(learn, 'gan_monitor'): learn.gan_monitor.warn = False    # its events are counted in `warnings` below
+    with learn.no_bar(), learn.no_logging(): learn.fit(r.epochs)
     secs = time.time() - t0
     names = [n for n in learn.recorder.metric_names[1:] if n != 'time']
     history = [dict(epoch=i + 1, **{k: (None if v is None else float(v)) for k, v in zip(names, vals)}) for i, vals in enumerate(learn.recorder.values)]

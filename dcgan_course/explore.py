@@ -4,24 +4,26 @@
 
 # %% ../nbs/06_explore.ipynb #68076682
 from __future__ import annotations
-import io, math
+import base64, html, io, math, operator
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 import ipywidgets as W
+from IPython.display import HTML
 from .learner import generate
 from .train import image_grid
 from .core import sample_condition, label_index, parse_attrs, new_noise, noise_of
 
 # %% auto #0
-__all__ = ['lerp', 'slerp', 'interpolate', 'seed_latent', 'z_span', 'seed_samples', 'interpolation_strip', 'interpolation_grid',
-           'latent_walk', 'to_pil', 'png_bytes', 'save_gif', 'interpolation_frames', 'latent_arithmetic',
-           'attribute_direction', 'jitter', 'style_grid', 'attribute_strip', 'explorer_latent', 'explorer_condition',
-           'explorer_image', 'LatentExplorer', 'latent_explorer']
+__all__ = ['SEED_MAX', 'lerp', 'slerp', 'interpolate', 'check_seed', 'seed_latent', 'z_span', 'seed_samples',
+           'interpolation_strip', 'interpolation_grid', 'latent_walk', 'to_pil', 'png_bytes', 'save_gif',
+           'interpolation_frames', 'gif_html', 'latent_arithmetic', 'attribute_direction', 'jitter', 'style_grid',
+           'attribute_strip', 'explorer_latent', 'explorer_condition', 'explorer_image', 'LatentExplorer',
+           'latent_explorer']
 
 # %% ../nbs/06_explore.ipynb #5090c5d1
 def _ts(t) -> tuple:
@@ -72,6 +74,22 @@ def interpolate(z0, z1, steps:int=8, method:str='slerp') -> torch.Tensor:
     if steps < 2: raise ValueError(f"steps must be at least 2 (the two ends), got {steps}")
     return (slerp if method == 'slerp' else lerp)(z0, z1, torch.linspace(0, 1, steps))
 
+# %% ../nbs/06_explore.ipynb #5f3bf6ef
+SEED_MAX = 2**64 - 1   # the largest seed `torch.Generator().manual_seed` takes; it takes -1 too, as 2**64 - 1
+
+def check_seed(seed, # the seed to check: a whole number
+               name:str='seed', # what to call it in the message
+               n:int=1, # seeds `seed` to `seed + n - 1` are used (a grid of `n` samples)
+              ) -> int:
+    "`seed` as an `int` if it and the `n - 1` after it are seeds that name one noise each (0 to 2**64 - 1), else one clear `ValueError`."
+    hi = SEED_MAX - (n - 1)
+    try: s = int(seed) if isinstance(seed, float) and seed.is_integer() else operator.index(seed)
+    except TypeError: s = None
+    if s is None or isinstance(seed, bool) or not 0 <= s <= hi:
+        uses = f' (a grid of {n} uses {name} to {name} + {n - 1})' if n > 1 else ''
+        raise ValueError(f"{name} must be a whole number from 0 to {hi}{uses}, got {seed!r}")
+    return s
+
 # %% ../nbs/06_explore.ipynb #ad7d6fa8
 def _gen(g) -> nn.Module:
     "The generator of a learner (its sampling generator), or `g` itself."
@@ -80,7 +98,7 @@ def _gen(g) -> nn.Module:
 def seed_latent(generator, seed:int) -> torch.Tensor:
     "The noise vector (nz, 1, 1) that `generate(generator, 1, seed=seed)` draws."
     g = _gen(generator)
-    return new_noise(1, g.nz, noise_of(g), torch.Generator().manual_seed(int(seed)))[0]
+    return new_noise(1, g.nz, noise_of(g), torch.Generator().manual_seed(check_seed(seed)))[0]
 
 # %% ../nbs/06_explore.ipynb #9843d38c
 def z_span(generator) -> float:
@@ -173,6 +191,14 @@ def interpolation_frames(generator, seeds=(0, 1, 2, 3), steps:int=12, method:str
     if not closed: zs = torch.cat([zs, seed_latent(g, seeds[-1])[None]])
     return generate(g, z=zs.view(len(zs), -1, 1, 1), cond=_cond(g, len(zs), label, attrs, seeds[0], vocab))
 
+# %% ../nbs/06_explore.ipynb #367711c0
+def gif_html(fname, # an animated GIF file (e.g. from `save_gif`)
+             alt:str='animation', # the text shown where images are off
+            ) -> HTML:
+    "An animated GIF embedded in HTML: Jupyter shows it and `nbconvert --to html` keeps it (it drops `image/gif` outputs)."
+    data = base64.b64encode(Path(fname).read_bytes()).decode('ascii')
+    return HTML(f'<img src="data:image/gif;base64,{data}" alt="{html.escape(alt)}" style="image-rendering: pixelated">')
+
 # %% ../nbs/06_explore.ipynb #d07b843a
 def latent_arithmetic(a, b, c) -> torch.Tensor:
     "`mean(a) - mean(b) + mean(c)`: each a stack of latent vectors (n, nz[, 1, 1]) or a single one; the result has one vector's shape."
@@ -222,14 +248,16 @@ def attribute_strip(generator, attr, values=None, z=None, seed:int=0, attrs=None
     return generate(g, z=z.reshape(1, -1, 1, 1).expand(len(values), -1, -1, -1), cond=cond)
 
 # %% ../nbs/06_explore.ipynb #330666fe
-def explorer_latent(generator, seed_a:int=0, seed_b:int=1, t:float=0., offsets:dict=None, method:str='slerp') -> torch.Tensor:
-    "The explorer's `z` (1, nz, 1, 1): `t` of the way from the noise of `seed_a` to that of `seed_b`, plus `offsets` {dimension: value}."
+def explorer_latent(generator, seed_a:int=0, seed_b:int=1, t:float=0., offsets:dict=None, method:str='slerp', n:int=1) -> torch.Tensor:
+    "The explorer's `z` (n, nz, 1, 1): sample k is `t` of the way from the noise of `seed_a + k` to that of `seed_b + k`, plus `offsets`."
     g = _gen(generator)
-    z = (slerp if method == 'slerp' else lerp)(seed_latent(g, seed_a), seed_latent(g, seed_b), float(t)).reshape(-1).clone()
+    a, b = check_seed(seed_a, 'seed A', n), check_seed(seed_b, 'seed B', n)
+    path = slerp if method == 'slerp' else lerp
+    z = torch.stack([path(seed_latent(g, a + k), seed_latent(g, b + k), float(t)).reshape(-1) for k in range(n)])
     for d, v in (offsets or {}).items():
         if not 0 <= int(d) < g.nz: raise ValueError(f"Latent dimension {d} out of range: nz={g.nz}")
-        z[int(d)] += float(v)
-    return z.view(1, -1, 1, 1)
+        z[:, int(d)] += float(v)
+    return z.view(n, -1, 1, 1)
 
 # %% ../nbs/06_explore.ipynb #20a55ed9
 def explorer_condition(generator, label=None, attrs=None, vocab=None):
@@ -248,19 +276,84 @@ def explorer_condition(generator, label=None, attrs=None, vocab=None):
     return None
 
 # %% ../nbs/06_explore.ipynb #660274aa
-def explorer_image(generator, z:torch.Tensor, cond=None, scale:int=4) -> tuple:
-    "The image for `z` and `cond` as a tensor (1, C, H, W) and as PNG bytes enlarged `scale` times."
+def explorer_image(generator, z:torch.Tensor, cond=None, scale:int=4, nrow:int=None) -> tuple:
+    "The images for `z` and `cond` as a tensor (n, C, H, W) and as PNG bytes (one image, or a grid of `nrow` a row) enlarged `scale` times."
     img = generate(_gen(generator), z=z, cond=cond)
-    return img, png_bytes(img[0], scale)
+    return img, png_bytes(img[0] if len(img) == 1 else img, scale, nrow)
 
 # %% ../nbs/06_explore.ipynb #613e5395
-class LatentExplorer(W.VBox):
-    "The panel `latent_explorer` returns: an ipywidgets `VBox` of the image, the seeds, the A→B slider, the `z` sliders and the toggles."
+def _font(size:int=13):
+    "PIL's own font at `size` px (Pillow >= 10.1), or its small bitmap font."
+    try: return ImageFont.load_default(size=size)
+    except TypeError: return ImageFont.load_default()
+
+def _wrap(d:ImageDraw.ImageDraw, text:str, font, width:int) -> list:
+    "`text` in lines no wider than `width` px (a word longer than that gets a line of its own)."
+    lines = []
+    for word in text.replace('→', '->').split():     # PIL's own font has no arrow
+        if lines and d.textlength(f'{lines[-1]} {word}', font=font) <= width: lines[-1] += f' {word}'
+        else: lines.append(word)
+    return lines or ['']
+
+class LatentExplorer(W.HBox):
+    "The panel `latent_explorer` returns: the image (or grid) on the left, the seeds, sliders, condition and message line on the right."
+    grid, error = 1, ''                  # `latent_explorer` sets both: samples shown, and the message line's text
     def __repr__(self):
-        kind = (f'{len(self.toggles.options)} class toggles' if isinstance(self.toggles, W.ToggleButtons) else
-                f'{len(self.toggles.children)} attribute toggles' if self.toggles is not None else 'unconditional')
-        return (f"LatentExplorer(seeds {self.seeds[0].value} → {self.seeds[1].value}, sliders for "
-                f"{', '.join(s.description.split()[0] for s in self.sliders)}, {kind}): run the notebook in Jupyter to use it")
+        kind = (f'{len(self.toggles.options)} classes' if isinstance(self.toggles, (W.ToggleButtons, W.Dropdown)) else
+                f'{len(self.toggles.children)} attributes' if self.toggles is not None else 'unconditional')
+        grid = f', grid of {self.grid}' if self.grid > 1 else ''
+        return (f"LatentExplorer(seeds {self.seeds[0].value} → {self.seeds[1].value}, A→B {self.t.value:g}, "
+                f"{len(self.sliders)} z sliders, {kind}{grid})")
+
+    def rows(self) -> list:
+        "The controls as (label, value, slider range or None) rows, as the picture draws them."
+        rows = [('seeds', f'A {self.seeds[0].value}, B {self.seeds[1].value}', None), ('A → B', self.t.value, (0., 1.))]
+        rows += [(s.description, s.value, (s.min, s.max)) for s in self.sliders]
+        if isinstance(self.toggles, (W.ToggleButtons, W.Dropdown)): rows.append(('class', str(self.toggles.value), None))
+        elif self.toggles is not None:
+            on = [b.description for b in self.toggles.children if b.value]
+            rows.append(('attributes', ', '.join(on) if on else 'none on', None))
+        if self.grid > 1: rows.append(('grid', f'{self.grid} samples: seeds A+k → B+k', None))
+        return rows
+
+    def picture(self) -> Image.Image:
+        "A still of the panel: the image as it is shown, and each control's value drawn beside it."
+        w, h = (int(float(v.rstrip('px'))) for v in (self.image.layout.width, self.image.layout.height))
+        im = Image.open(io.BytesIO(self.image.value)).convert('RGB')
+        f = min(w / im.width, h / im.height)
+        im = im.resize((max(1, round(im.width * f)), max(1, round(im.height * f))), Image.NEAREST if f >= 1 else Image.LANCZOS)
+        font, rows, tw = _font(13), self.rows(), 360
+        canvas = Image.new('RGB', (im.width + 24 + tw, 1), 'white')
+        d = ImageDraw.Draw(canvas)
+        lines = [(l, '#444') for l in _wrap(d, 'latent explorer, still: run the notebook to move it', font, tw)] + [(r, None) for r in rows]
+        lines += [(l, '#b00020') for l in _wrap(d, self.error, font, tw)] if self.error else []
+        rh = 22
+        canvas = Image.new('RGB', (im.width + 24 + tw, max(im.height, rh * len(lines)) + 16), 'white')
+        canvas.paste(im, (8, 8))
+        d, x0 = ImageDraw.Draw(canvas), im.width + 20
+        for i, (row, colour) in enumerate(lines):
+            y = 8 + i * rh
+            if colour is not None: d.text((x0, y), row, fill=colour, font=font); continue
+            label, value, span = row
+            d.text((x0, y), _wrap(d, label, font, 76)[0], fill='black', font=font)
+            if span is None:
+                v = _wrap(d, str(value), font, tw - 100)
+                d.text((x0 + 80, y), v[0] + (' …' if len(v) > 1 else ''), fill='black', font=font); continue
+            lo, hi = span
+            tx, tl, ym = x0 + 80, 180, y + 8
+            d.line((tx, ym, tx + tl, ym), fill='#bbb', width=3)
+            kx = tx + tl * (min(max(value, lo), hi) - lo) / ((hi - lo) or 1)
+            d.ellipse((kx - 6, ym - 6, kx + 6, ym + 6), fill='#1976d2')
+            d.text((tx + tl + 14, y), f'{value:.2f}', fill='black', font=font)
+        return canvas
+
+    def _repr_mimebundle_(self, **kwargs):
+        "The live widget (in Jupyter), a picture of the panel (`image/png`, for saved notebooks and docs) and a short text line."
+        data = super()._repr_mimebundle_(**kwargs) or {}
+        buf = io.BytesIO(); self.picture().save(buf, format='png')
+        data.update({'text/plain': repr(self), 'image/png': base64.b64encode(buf.getvalue()).decode('ascii')})
+        return data
+
     def close(self):
         "Close the panel and every widget in it (no module globals here: `Widget.__del__` may call it at interpreter exit)."
         try:
@@ -272,9 +365,28 @@ class LatentExplorer(W.VBox):
         except Exception: pass
         super().close()
 
-def latent_explorer(generator_or_learner, dims=(0, 1, 2, 3), seeds=(0, 1), scale:int=8, method:str='slerp', vocab=None,
-                    slider_range:float=None) -> LatentExplorer:
-    "An ipywidgets panel: live image, two seeds, a slider between them, offset sliders for `dims`, class or attribute toggles."
+# %% ../nbs/06_explore.ipynb #09046302
+def _fit(side:int, size:int, scale:int=None) -> tuple:
+    "The nearest-neighbour enlargement of a `side` px image (at most `scale`) that fits `size` px, and the px it is shown at."
+    k = max(1, size // side) if scale is None else max(1, min(int(scale), size // side))
+    return k, min(side * k, size)
+
+def _one_line(e:Exception) -> str:
+    "An exception as one line: its message's first line (with its type, unless it is a `ValueError`)."
+    msg = (str(e).strip().splitlines() or [''])[0] or type(e).__name__
+    return msg if isinstance(e, ValueError) else f'{type(e).__name__}: {msg}'
+
+def latent_explorer(generator_or_learner, # a generator, or a learner (its sampling generator is used)
+                    dims=(0, 1, 2, 3), # the `z` coordinates that get an offset slider
+                    seeds=(0, 1), # seeds A and B at the start
+                    scale:int=None, # nearest-neighbour enlargement of the image (default and at most: what fills `size`)
+                    method:str='slerp', # the A→B path: 'slerp' (great circle) or 'lerp'
+                    vocab=None, # class or attribute names (default: the generator's or the learner's data's)
+                    slider_range:float=None, # the offset sliders reach ± this (default: `z_span`)
+                    grid:int=1, # samples shown together: sample k uses seeds A+k and B+k, all share the sliders
+                    size:int=288, # the image box, in px on the screen
+                   ) -> LatentExplorer:
+    "An ipywidgets panel: the live image (or a grid), two seeds, a slider between them, offsets for `dims`, class or attribute toggles."
     g = _gen(generator_or_learner)
     slider_range = slider_range or z_span(g)       # the offset sliders reach as far as the noise does
     if vocab is None:
@@ -284,32 +396,58 @@ def latent_explorer(generator_or_learner, dims=(0, 1, 2, 3), seeds=(0, 1), scale
     dims = list(dims)
     bad = [d for d in dims if not 0 <= d < g.nz]
     if bad: raise ValueError(f"Latent dimensions {bad} out of range: this generator has nz={g.nz} (0-{g.nz - 1})")
-    image = W.Image(format='png')
-    seed_a, seed_b = (W.IntText(value=int(s), description=n, layout=W.Layout(width='160px')) for s, n in zip(seeds, ('seed A', 'seed B')))
-    t = W.FloatSlider(value=0., min=0., max=1., step=0.05, description='A → B', continuous_update=True)
-    sliders = [W.FloatSlider(value=0., min=-slider_range, max=slider_range, step=0.1, description=f'z[{d}] +') for d in dims]
-    children = [image, W.HBox([seed_a, seed_b]), t, W.VBox(sliders)]
-    toggles, watched = None, [seed_a, seed_b, t, *sliders]
+    if not isinstance(grid, int) or not 1 <= grid <= 64: raise ValueError(f"grid must be a number of samples from 1 to 64, got {grid!r}")
+    if method not in ('slerp', 'lerp'): raise ValueError(f"method must be 'slerp' or 'lerp', got {method!r}")
+    s0, s1 = check_seed(seeds[0], 'seed A', grid), check_seed(seeds[1], 'seed B', grid)
+    nrow = int(math.ceil(math.sqrt(grid)))
+    probe = generate(g, z=explorer_latent(g, s0, s1, n=1), cond=explorer_condition(g, vocab=vocab))
+    side = probe.shape[-1] if grid == 1 else nrow * (probe.shape[-1] + 2) + 2      # image_grid pads by 2 px
+    scale, px = _fit(side, size, scale)
+    image = W.Image(format='png', layout=W.Layout(width=f'{px}px', height=f'{px}px', object_fit='contain', flex='0 0 auto'))
+    image.add_class('dcgan-explorer-image')
+    narrow = dict(description_width='52px')
+    seed_a, seed_b = (W.IntText(value=s, description=n, layout=W.Layout(width='170px'), style=narrow)
+                      for s, n in zip((s0, s1), ('seed A', 'seed B')))
+    t = W.FloatSlider(value=0., min=0., max=1., step=0.05, description='A → B', layout=W.Layout(width='340px'), style=narrow)
+    sliders = [W.FloatSlider(value=0., min=-slider_range, max=slider_range, step=0.1, description=f'z[{d}] +',
+                             layout=W.Layout(width='340px'), style=narrow) for d in dims]
+    controls, watched, toggles = [W.HBox([seed_a, seed_b]), t, *sliders], [seed_a, seed_b, t, *sliders], None
     if getattr(g, 'n_classes', None):
         names = list(vocab) if vocab else [str(i) for i in range(g.n_classes)]
-        toggles = W.ToggleButtons(options=names, value=names[0], description='class', style={'button_width': 'auto'})
-        watched.append(toggles)
+        few = sum(len(n) + 3 for n in names) <= 48                        # short names: buttons in one row; else a menu
+        toggles = (W.ToggleButtons(options=names, value=names[0], description='class', style={'button_width': 'auto', **narrow})
+                   if few else W.Dropdown(options=names, value=names[0], description='class', layout=W.Layout(width='260px'), style=narrow))
+        controls.append(toggles); watched.append(toggles)
     elif getattr(g, 'n_attrs', None):
         names = list(vocab) if vocab else [f'attr{i}' for i in range(g.n_attrs)]
-        toggles = W.HBox([W.ToggleButton(value=False, description=n) for n in names])
-        watched += list(toggles.children)
-    box = LatentExplorer(children + ([toggles] if toggles is not None else []))
+        toggles = W.HBox([W.ToggleButton(value=False, description=n, layout=W.Layout(width='auto')) for n in names],
+                         layout=W.Layout(flex_flow='row wrap', max_width='400px'))
+        controls.append(toggles); watched += list(toggles.children)
+    message = W.HTML(value='', layout=W.Layout(min_height='24px', max_width='400px'))
+    message.add_class('dcgan-explorer-message')
+    for c in watched: c.add_class('dcgan-explorer-control')
+    panel = W.VBox(controls + [message], layout=W.Layout(margin='0 0 0 12px'))
+    box = LatentExplorer([image, panel], layout=W.Layout(align_items='flex-start', flex_flow='row wrap'))
+    box.add_class('dcgan-explorer')
 
     def condition():
         if toggles is None: return None
-        if isinstance(toggles, W.ToggleButtons): return explorer_condition(g, toggles.index, vocab=vocab)
-        return explorer_condition(g, attrs=[int(b.value) for b in toggles.children], vocab=vocab)
+        c = (explorer_condition(g, toggles.index, vocab=vocab) if not isinstance(toggles, W.HBox) else
+             explorer_condition(g, attrs=[int(b.value) for b in toggles.children], vocab=vocab))
+        return c.expand(grid, *c.shape[1:])
 
     def update(*_):
-        z = explorer_latent(g, seed_a.value, seed_b.value, t.value, {d: s.value for d, s in zip(dims, sliders)}, method)
-        box.current, image.value = explorer_image(g, z, condition(), scale)
+        try:
+            z = explorer_latent(g, seed_a.value, seed_b.value, t.value, {d: s.value for d, s in zip(dims, sliders)}, method, grid)
+            box.current, image.value = explorer_image(g, z, condition(), scale, nrow)
+        except Exception as e:                     # a callback's error would go to Jupyter's log: show it here instead
+            box.error = f'{_one_line(e)}; the image is unchanged'
+            message.value = f'<div style="color:#b00020; line-height:1.4">⚠ {html.escape(box.error)}</div>'
+        else:
+            if box.error: box.error, message.value = '', ''
 
-    for w in watched: w.observe(update, names='value')
+    for c in watched: c.observe(update, names='value')
     box.image, box.seeds, box.t, box.sliders, box.toggles, box.update = image, (seed_a, seed_b), t, sliders, toggles, update
+    box.message, box.controls, box.grid, box.nrow, box.scale, box.error = message, panel, grid, nrow, scale, ''
     update()
     return box

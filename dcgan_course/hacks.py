@@ -4,7 +4,8 @@
 
 # %% ../nbs/03_hacks.ipynb #26b07d37
 from __future__ import annotations
-import copy, math, warnings
+import copy, math, statistics, sys
+from collections import deque
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -16,8 +17,8 @@ from fastai.callback.core import Callback
 
 # %% auto #0
 __all__ = ['AUGMENTS', 'SwapLabels', 'LabelSmoothing', 'FlipLabels', 'fit_pct', 'InstanceNoise', 'translate', 'cutout',
-           'augment_policy', 'DiffAugment', 'LRDecay', 'SkipCritic', 'GeneratorEMA', 'batch_diversity', 'GANMonitor',
-           'hack_callbacks']
+           'augment_policy', 'DiffAugment', 'LRDecay', 'SkipCritic', 'GeneratorEMA', 'batch_diversity',
+           'SustainedExcess', 'GANMonitor', 'hack_callbacks']
 
 # %% ../nbs/03_hacks.ipynb #50d58545
 class SwapLabels(Callback):
@@ -271,28 +272,79 @@ def batch_diversity(fake:torch.Tensor, real:torch.Tensor, n:int=64) -> float:
     (zero mean, unit std): ~1 as varied as the data, ~0 collapsed to one image. Contrast-free, so faint early fakes are not 'collapsed'."""
     return _diversity(fake, real, n).item()
 
+# %% ../nbs/03_hacks.ipynb #d057bc6b
+class SustainedExcess:
+    """An alarm relative to a series' own level: after `warmup` values, one over `ratio` times the median of the last
+    `window` (its usual level) is an excess, and `n` excesses in a row are an event, once per streak.
+    A non-finite value is an excess."""
+    def __init__(self, ratio:float=5., # how many times the usual level counts as an excess
+                 n:int=3, # excesses in a row that make an event
+                 warmup:int=8, # values seen before any can be an excess
+                 window:int=32, # the usual level is the median of this many latest values
+                ):
+        if ratio <= 1 or n < 1 or warmup < 1 or window < warmup:
+            raise ValueError(f"SustainedExcess needs ratio > 1, n >= 1 and 1 <= warmup <= window; "
+                             f"got {ratio}, {n}, {warmup}, {window}")
+        store_attr('ratio,n,warmup,window')
+        self.reset()
+
+    def reset(self):
+        "Forget the series (a new fit)."
+        self.history, self.streak, self.level, self.excess = deque(maxlen=self.window), 0, None, []
+
+    def update(self, x:float, # the next value
+              ) -> bool:
+        "Add `x`; True if it completes `n` excesses in a row. Sets `level` (what `x` was compared with) and `excess`."
+        self.level = statistics.median(self.history) if len(self.history) >= self.warmup else None
+        over = self.level is not None and (not math.isfinite(x) or x > self.ratio * self.level)
+        if over: self.streak, self.excess = self.streak + 1, self.excess + [x / self.level if self.level else math.inf]
+        else: self.streak, self.excess = 0, []
+        if math.isfinite(x): self.history.append(x)
+        return self.streak == self.n
+
 # %% ../nbs/03_hacks.ipynb #c5031f2d
+_WON = ('ganhacks #8: the critic has won and the generator gets no signal; '
+        'try a slower critic, label smoothing or instance noise')
+_ADVICE = dict(grad_norm='ganhacks #8: try a lower learning rate', critic_won=_WON, crit_loss=_WON,
+               critic_fooled='the critic no longer tells real from fake: try a faster critic',
+               collapse='mode collapse: try minibatch standard deviation, mbstd')
+
 class GANMonitor(Callback):
-    """ganhacks #8's early-failure signs: the critic's loss below `crit_loss_eps` for `patience` steps in a row, a gradient norm over
-    `max_grad_norm`, fakes less varied than `min_diversity` times the reals. Warns (`warnings.warn`, once per kind and epoch), keeps
-    `events`, and adds the metrics `warnings`, `d_grad`, `g_grad`, `diversity` (columns of the progress table and `metrics.csv`).
-    Gradient norms and diversity are measured on the learner's check batches (`learn.at_check()`: every `check_every` batches and the
-    last of an epoch); every critic loss counts. Values stay on the device and are read in one go on those batches."""
+    """ganhacks #8's early-failure signs, each judged against the run itself: a gradient norm that stays `grad_ratio`
+    times above its network's usual level (`SustainedExcess`); the critic's loss below `crit_loss_eps`, or D(x) and
+    D(G(z)) pinned within `d_eps` of 0 or 1, for `patience` steps in a row; fakes less varied than `min_diversity` times
+    the reals. Keeps `events` and `trace` (the norms), prints at most one line per epoch on standard error, and adds the
+    metrics `warnings`, `d_grad`, `g_grad`, `diversity`. Norms and diversity are measured on the learner's check batches
+    (`learn.at_check()`); every critic step's loss and D values count, kept on the device and read on those batches."""
     order, rank0_only = Recorder.order - 5, True   # before the Recorder reads the metric names and values
-    def __init__(self, crit_loss_eps:float=0.01, patience:int=20, max_grad_norm:float=100., min_diversity:float=0.1, warn:bool=True):
-        store_attr('crit_loss_eps,patience,max_grad_norm,min_diversity,warn')
-        self.events = []
+    def __init__(self, crit_loss_eps:float=0.01, # the critic's loss counts as collapsed below this
+                 patience:int=20, # critic steps in a row with a collapsed loss or pinned D values that make an event
+                 d_eps:float=0.01, # D(x) or D(G(z)) within this of 0 or 1 counts as pinned
+                 grad_ratio:float=5., # a gradient norm this many times its network's usual level is an excess
+                 grad_checks:int=3, # check batches in a row with an excess that make an event
+                 grad_warmup:int=8, # check batches of a network before its norms are judged
+                 grad_window:int=32, # a network's usual level: the median norm of its last this many check batches
+                 min_diversity:float=0.1, # an epoch's diversity below this is mode collapse
+                 warn:bool=True, # print one line per epoch with events on standard error
+                ):
+        store_attr('crit_loss_eps,patience,d_eps,grad_ratio,grad_checks,grad_warmup,grad_window,min_diversity,warn')
+        SustainedExcess(grad_ratio, grad_checks, grad_warmup, grad_window)   # checks the arguments now
+        self.events, self.trace = [], []
 
     def before_fit(self):
-        self.events, self.streak = [], 0
-        self._mets = [ValueMetric(lambda: self.ep_warnings, 'warnings'), ValueMetric(lambda: self.ep_grad[False], 'd_grad'),
+        self.events, self.trace, self.streaks = [], [], dict(crit_loss=0, critic_won=0, critic_fooled=0)
+        self.watch = {g: SustainedExcess(self.grad_ratio, self.grad_checks, self.grad_warmup, self.grad_window)
+                      for g in (False, True)}      # the critic's (False) and the generator's (True) norms
+        self._mets = [ValueMetric(lambda: self.ep_warnings, 'warnings'),
+                      ValueMetric(lambda: self.ep_grad[False], 'd_grad'),
                       ValueMetric(lambda: self.ep_grad[True], 'g_grad'),
                       ValueMetric(lambda: self.ep_div / self.ep_div_n if self.ep_div_n else None, 'diversity')]
         _add_metrics(self.learn, self, self._mets)
 
     def before_train(self):
-        self.ep_warnings, self.ep_grad, self.ep_div, self.ep_div_n, self._warned = 0, {True: None, False: None}, 0., 0, set()
-        self._losses, self._norms, self._divs = [], [], []
+        self.ep_warnings, self.ep_grad, self.ep_div, self.ep_div_n = 0, {True: None, False: None}, 0., 0
+        self._ep_events = []
+        self._steps, self._norms, self._divs = [], [], []
 
     def _now(self) -> bool:
         f = getattr(self.learn, 'at_check', None)
@@ -300,54 +352,81 @@ class GANMonitor(Callback):
 
     def _event(self, kind:str, msg:str, batch:int=None):
         self.ep_warnings += 1
-        batch = self.iter if batch is None else batch
-        self.events.append(dict(epoch=self.epoch, batch=batch, kind=kind, message=msg))
-        if self.warn and kind not in self._warned:
-            self._warned.add(kind)
-            warnings.warn(f"GANMonitor (epoch {self.epoch + 1}, batch {batch}): {msg}", stacklevel=2)
+        e = dict(epoch=self.epoch, batch=self.iter if batch is None else batch, kind=kind, message=msg)
+        self.events.append(e); self._ep_events.append(e)
 
     def after_backward(self):
         if not self.training or not self._now(): return
         ps = self.learn.trained_params() if hasattr(self.learn, 'trained_params') else self.learn.model.parameters()
         gs = [p.grad for p in ps if p.grad is not None]
-        if gs: self._norms.append((self.iter, self.learn.gen_mode, torch.linalg.vector_norm(torch.stack(torch._foreach_norm(gs, 2., dtype=torch.float32)))))
+        if gs:
+            norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(gs, 2., dtype=torch.float32)))
+            self._norms.append((self.iter, self.learn.gen_mode, norm))
 
     def after_batch(self):
         if not self.training: return
-        cl = self.learn.crit_loss
-        if cl is not None: self._losses.append((self.iter, cl.detach()))
+        cl, dr, df = self.learn.crit_loss, getattr(self.learn, 'd_real', None), getattr(self.learn, 'd_fake', None)
+        if cl is not None:
+            if dr is None or df is None: dr = df = torch.full_like(cl, float('nan'))   # no D values: not judged
+            self._steps.append((self.iter, cl.detach(), dr, df))
         if not self._now(): return
         fake = getattr(self.learn, 'pred', None)
         if fake is not None and len(fake) > 1: self._divs.append(_diversity(fake, self.learn.real))
         self._read()
 
     def _read(self):
-        "Copy the values gathered since the last read to the host (one sync) and check them, in the order they happened."
-        ts = [t for _, t in self._losses] + [t for *_, t in self._norms] + self._divs
+        "Copy the values gathered since the last read to the host (one sync) and check them in order."
+        ts = [t for _, *step in self._steps for t in step] + [t for *_, t in self._norms] + self._divs
         if not ts: return
         dev = ts[-1].device
-        vals = torch.stack([t.float().reshape(()).to(dev) for t in ts]).tolist()
-        nl, nn_ = len(self._losses), len(self._norms)
-        losses, norms, divs = vals[:nl], vals[nl:nl + nn_], vals[nl + nn_:]
-        for (it, gm, _), norm in zip(self._norms, norms):
-            self.ep_grad[gm] = norm if self.ep_grad[gm] is None else max(self.ep_grad[gm], norm)
-            if not math.isfinite(norm) or norm > self.max_grad_norm:
-                self._event('grad_norm', f"the {'generator' if gm else 'critic'}'s gradient norm is {norm:.3g} (> {self.max_grad_norm:g}); "
-                            "ganhacks #8: something is going wrong (try a lower learning rate)", it)
-        for (it, _), v in zip(self._losses, losses):
-            self.streak = self.streak + 1 if v < self.crit_loss_eps else 0
-            if self.streak and self.streak % self.patience == 0:   # again every `patience` steps while it lasts
-                self._event('crit_loss', f"the critic's loss has been below {self.crit_loss_eps:g} for {self.streak} steps: "
-                            "the critic has won and the generator gets no signal (ganhacks #8)", it)
+        vals = torch.stack([t.detach().float().reshape(()).to(dev) for t in ts]).tolist()
+        ns = 3 * len(self._steps)
+        steps, norms, divs = vals[:ns], vals[ns:ns + len(self._norms)], vals[ns + len(self._norms):]
+        for (it, gm, _), norm in zip(self._norms, norms): self._check_norm(it, gm, norm)
+        for (it, *_), i in zip(self._steps, range(0, ns, 3)): self._check_step(it, *steps[i:i + 3])
         for d in divs:
             if math.isfinite(d): self.ep_div += d; self.ep_div_n += 1
-        self._losses, self._norms, self._divs = [], [], []
+        self._steps, self._norms, self._divs = [], [], []
+
+    def _check_norm(self, it:int, gm:bool, norm:float):
+        self.ep_grad[gm] = norm if self.ep_grad[gm] is None else max(self.ep_grad[gm], norm)
+        w, net = self.watch[gm], 'generator' if gm else 'critic'
+        fired = w.update(norm)
+        self.trace.append(dict(epoch=self.epoch, batch=it, net=net, norm=norm, level=w.level,
+                               event=fired or not math.isfinite(norm)))
+        if not math.isfinite(norm): self._event('grad_norm', f"the {net}'s gradient norm is {norm}", it)
+        elif fired:
+            self._event('grad_norm', f"the {net}'s gradient norm stayed {min(w.excess):.3g}x above its usual level "
+                        f"({w.level:.3g}) for {w.n} check batches", it)
+
+    def _check_step(self, it:int, loss:float, d_real:float, d_fake:float):
+        e, s = self.d_eps, self.streaks
+        signs = dict(crit_loss=(loss < self.crit_loss_eps, f"the critic's loss stayed below {self.crit_loss_eps:g}"),
+                     critic_won=(d_real > 1 - e and d_fake < e, f"D(x) stayed above {1 - e:g} and D(G(z)) below {e:g}"),
+                     critic_fooled=(d_fake > 1 - e, f"D(G(z)) stayed above {1 - e:g}"))
+        for kind, (on, what) in signs.items():
+            s[kind] = s[kind] + 1 if on else 0
+            if s[kind] and s[kind] % self.patience == 0:   # again every `patience` steps while it lasts
+                self._event(kind, f"{what} for {s[kind]} steps", it)
+
+    def epoch_line(self) -> str|None:
+        "This epoch's line: the first message of each kind of event, with its advice; None without events."
+        if not self._ep_events: return None
+        first = {}
+        for e in self._ep_events: first.setdefault(e['kind'], e['message'])
+        by_advice = {}
+        for k in _ADVICE:                      # a fixed order; kinds with the same advice share it
+            if k in first: by_advice.setdefault(_ADVICE[k], []).append(first[k])
+        line = '; '.join(f"{', and '.join(msgs)} ({advice})" for advice, msgs in by_advice.items())
+        return f"GANMonitor, epoch {self.epoch + 1}: {line}"
 
     def after_train(self):
         self._read()
         if self.ep_div_n and self.ep_div / self.ep_div_n < self.min_diversity:
-            self._event('collapse', f"the fakes are nearly identical (diversity {self.ep_div / self.ep_div_n:.3f} of the real images, "
-                        f"below {self.min_diversity:g}): mode collapse")
+            self._event('collapse', f"the fakes are nearly identical (diversity {self.ep_div / self.ep_div_n:.3f} "
+                        f"of the real images, below {self.min_diversity:g})")
+        line = self.epoch_line()
+        if self.warn and line: print(line, file=sys.stderr, flush=True)
 
     def after_fit(self): _remove_metrics(self.learn, self)
 

@@ -12,18 +12,22 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from .data import gan_dataloaders   # first: it silences a fastai import-time deprecation warning
-from fastcore.basics import store_attr, patch
+from fastcore.basics import store_attr, patch, PrettyString
 from fastcore.foundation import L
 from fastai.learner import Learner, Metric
 from fastai.callback.progress import ProgressCallback
+from fastai.callback.hook import Hooks, total_params
+from fastai.callback.fp16 import MixedPrecision
+from fastai.callback.schedule import SuggestionMethod
 from fastai.callback.core import Callback, CancelBackwardException, CancelStepException, CancelBatchException, CancelEpochException
 from fastai.optimizer import Adam, OptimWrapper
 from fastai.vision.gan import GANModule
 from fastai.torch_core import to_detach
 from fastai.data.load import DataLoader
 from fastai.data.core import DataLoaders
+from fastai.layers import flatten_model
 
-from .core import new_noise, noise_of
+from .core import new_noise, noise_of, sample_condition
 
 # %% auto #0
 __all__ = ['crit_loss_bce', 'gen_loss_bce', 'NonFiniteLossError', 'dcgan_adam', 'DCGANLearner', 'generate', 'dcgan_pair',
@@ -400,3 +404,175 @@ class ReplayDL(DataLoader):
 def replay_dls(batches) -> DataLoaders:
     "`DataLoaders` whose training set replays `batches` and whose validation set is empty."
     return DataLoaders(ReplayDL(batches), ReplayDL([]))
+
+# %% ../nbs/02_learner.ipynb #53bcd270
+def _shape(s, bs:int) -> str: return ' x '.join([str(bs)] + [str(d) for d in s[1:]])
+
+def _layer_table(net:nn.Module, # the network to describe
+                 xb:tuple, # one example input (a batch of one): `(z, *cond)` or `(images, *cond)`
+                 bs:int, # the batch size shown in the shapes (as in fastai's `summary`)
+                 what:str, # what the input is, for the header
+                ) -> str:
+    "fastai's layer table (`module_summary`'s layout) for `net` run on `xb` in eval mode, eagerly; `net` is unchanged."
+    def _track(m, i, o):
+        same = bool(i) and all(isinstance(t, torch.Tensor) for t in (i[0], o)) and i[0].shape[1:] == o.shape[1:]
+        params, trn = total_params(m) if hasattr(m, 'weight') else ('', '')
+        return type(m).__name__, params, trn, getattr(o, 'shape', None), same
+    was_training, compiled = net.training, getattr(net, '_compiled_call_impl', None)
+    net.eval(); net._compiled_call_impl = None
+    try:
+        with Hooks(flatten_model(net), _track) as h, torch.no_grad(): net(*xb)
+        infos = [o for o in h.stored if o is not None and o[3] is not None]
+    finally: net.train(was_training); net._compiled_call_impl = compiled
+    w = 76
+    res = f"{type(net).__name__} (input: {what}, {_shape(xb[0].shape, bs)})\n" + "=" * w + "\n"
+    res += f"{'Layer (type)':<20} {'Output Shape':<20} {'Param #':<10} {'Trainable':<10}\n" + "=" * w
+    for k, (typ, n, trn, sz, same) in enumerate(infos):
+        if k == 0: res += f'\n{"":<20} {_shape(sz, bs)[:19]:<20}'
+        elif not same and sz != infos[k - 1][3]: res += "\n" + "_" * w + "\n" + f'{"":<20} {_shape(sz, bs)[:19]:<20}'
+        res += f"\n{typ:<20} {'':<20} {n:<10} {str(trn):<10}"
+    ps, trn = sum(p.numel() for p in net.parameters()), sum(p.numel() for p in net.parameters() if p.requires_grad)
+    res += "\n" + "_" * w + f"\n\nTotal params: {ps:,}\nTotal trainable params: {trn:,}\n"
+    return res + f"Total non-trainable params: {ps - trn:,}\n\n"
+
+# %% ../nbs/02_learner.ipynb #6ec2c711
+@patch
+def _example(self:DCGANLearner) -> tuple:
+    "`(z, cond, real, bs)`: one input for each network (batches of one) and the data's batch size, from no global RNG."
+    dl = self.dls.train
+    if hasattr(dl, 'real_batch') and hasattr(dl, 'new_noise'):    # a `GANDataLoader`: no epoch is started
+        z, real = dl.new_noise(1, torch.Generator().manual_seed(0)), dl.real_batch(1)
+        labels = getattr(dl, 'labels', None)
+        cond, bs = (() if labels is None else (labels[:1],)), dl.bs
+    else:
+        b = dl.one_batch(); n_inp = getattr(dl, 'n_inp', len(b) - 1)
+        (z, *cond), real = b[:n_inp], b[n_inp]
+        bs, z, cond, real = len(real), z[:1], tuple(c[:1] for c in cond), real[:1]
+    dev = next(self.generator.parameters()).device
+    return z.to(dev), tuple(c.to(dev) for c in cond), real.to(dev), bs
+
+# %% ../nbs/02_learner.ipynb #41a28ea1
+def _name(f) -> str:
+    "A short name for a function, a `partial` (with its keywords) or a callable object."
+    if hasattr(f, 'func') and hasattr(f, 'keywords'):
+        return f"{_name(f.func)}({', '.join(f'{k}={v}' for k, v in f.keywords.items())})"
+    return getattr(f, '__name__', type(f).__name__)
+
+@patch
+def summary(self:DCGANLearner) -> PrettyString:
+    "fastai's layer table for the generator on noise and the critic on real images, then how the learner trains them."
+    z, cond, real, bs = self._example()
+    c = ' and conditions' if cond else ''
+    res = _layer_table(self.generator, (z, *cond), bs, 'noise' + c)
+    res += _layer_table(self.critic, (real, *cond), bs, 'images' + c)
+    lrs = list(self.lr) if isinstance(self.lr, (list, tuple)) else [self.lr] * 2
+    turns = ('once' if self.n_gen == 1 else f'{self.n_gen} times') + (' on every batch' if self.n_crit == 1 else
+                                                                     f' every {self.n_crit} batches')
+    ema = getattr(self, 'ema_generator', None) is not None
+    sampler = 'the EMA copy (learn.ema_generator)' if ema else 'the trained generator'
+    res += (f"Trained: each network in turn, the other one frozen: the critic on every batch, the generator {turns} "
+            f"(n_crit={self.n_crit}, n_gen={self.n_gen})\nSamples from: {sampler}\n"
+            f"Precision: {'bf16 autocast' if self.bf16 else 'float32'}; compiled: {self.compile or 'no'}\n"
+            f"Optimizer used: {_name(self.opt_func)}, lr {lrs[0]:g} (generator), {lrs[-1]:g} (critic)\n"
+            f"Loss functions: {_name(self.gen_loss_func)} (generator), {_name(self.crit_loss_func)} (critic)\n\n")
+    return PrettyString(res + "Callbacks:\n" + '\n'.join(f"  - {cb}" for cb in self.cbs.sorted('order')))
+
+# %% ../nbs/02_learner.ipynb #d568804e
+@patch
+def get_preds(self:DCGANLearner,
+              n:int=None, # how many samples (default: one training batch)
+              seed:int=None, # seed of the noise and of drawn attribute rows (None: the global RNG)
+              z:torch.Tensor=None, # the noise to sample from, instead of `n` new vectors
+              cond=None, # the conditions (default: the classes in turn, or the data's attribute rows; else None)
+              with_input:bool=False, # also return the noise, first: `(z, images, conditions)`
+              bs:int=256, # samples per forward pass
+              **kwargs, # fastai's `get_preds` arguments for a data set (`ds_idx`, `dl`, `with_loss`...): refused
+             ) -> tuple:
+    "`(images, conditions)` as fastai's `(preds, targs)`: samples in [-1, 1] on the CPU from `learn.sample_generator`."
+    if kwargs: raise TypeError(f"A GAN's get_preds samples from noise, not from a data set: it takes n, seed, z, cond, "
+                               f"with_input and bs, not {', '.join(kwargs)}")
+    g = self.sample_generator
+    if z is None:
+        n = getattr(self.dls.train, 'bs', 64) if n is None else n
+        z = new_noise(n, g.nz, noise_of(g), None if seed is None else torch.Generator().manual_seed(seed))
+    if cond is None and (getattr(g, 'n_classes', None) or getattr(g, 'n_attrs', None)):
+        rows = getattr(self.dls.train, 'labels', None) if g.n_attrs else None   # attribute rows: drawn from the data's
+        cond = sample_condition(g, len(z), seed=seed, rows=rows)
+    imgs = generate(g, z=z, cond=cond, bs=bs)
+    return (z, imgs, cond) if with_input else (imgs, cond)
+
+# %% ../nbs/02_learner.ipynb #190058d4
+@patch
+def show_results(self:DCGANLearner,
+                 max_n:int=16, # how many samples
+                 seed:int=None, # seed of the noise (None: the global RNG)
+                 nrow:int=None, # samples per row (default: a square)
+                 figsize=(5, 5), # figure size, when no `ax` is given
+                 ax=None, # matplotlib axes to draw in
+                 **kwargs, # fastai's `show_results` arguments for a data set (`ds_idx`, `dl`, `shuffle`): refused
+                ):
+    "Show a grid of `max_n` samples from `learn.sample_generator` (a GAN has no targets to show); return the axes."
+    if kwargs: raise TypeError(f"A GAN's show_results shows samples from noise, not a data set: it takes max_n, seed, "
+                               f"nrow, figsize and ax, not {', '.join(kwargs)}")
+    from dcgan_course.train import show_grid   # here, not at the top: train.py imports this module
+    imgs, _ = self.get_preds(max_n, seed=seed)
+    which = 'EMA' if getattr(self, 'ema_generator', None) is not None else 'trained'
+    return show_grid(imgs, nrow=nrow, title=f"{len(imgs)} samples from the {which} generator", figsize=figsize, ax=ax)
+
+# %% ../nbs/02_learner.ipynb #91f73487
+@patch
+def export(self:DCGANLearner,
+           fname='export.pkl', # fastai's file name (nothing is written)
+           **kwargs, # fastai's pickling arguments (unused)
+          ):
+    "Refused: fastai's `export` writes a pickle, which runs code when it is loaded; the error names the safe files."
+    raise NotImplementedError("learn.export() is not available: it writes a pickle, which runs code when it is loaded. "
+                              "Use learn.save_generator('generator.safetensors') and load_generator to sample, "
+                              "or learn.save_checkpoint and load_checkpoint to resume training")
+
+# %% ../nbs/02_learner.ipynb #1a570847
+@patch
+def to_bf16(self:DCGANLearner) -> DCGANLearner:
+    "Train under the learner's own bf16 autocast (`bf16=True`), on the device its batches are on."
+    dev = torch.device(getattr(self.dls, 'device', None) or next(self.model.parameters()).device)
+    if dev.type == 'cuda' and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"This GPU ({torch.cuda.get_device_name(dev)}) cannot compute in bf16: "
+                         "train in float32 (learn.to_fp32())")
+    self.bf16 = True
+    return self
+
+@patch
+def to_fp32(self:DCGANLearner) -> DCGANLearner:
+    "Train in float32 (`bf16=False`), without fastai's `MixedPrecision` callback."
+    self.bf16 = False
+    return self.remove_cb(MixedPrecision)
+
+# %% ../nbs/02_learner.ipynb #eb013f31
+@patch
+def to_fp16(self:DCGANLearner, **kwargs # fastai's `GradScaler` arguments (unused)
+           ) -> DCGANLearner:
+    "Refused: the learner's mixed precision is bf16, which needs no loss scaling; the error names `to_bf16`."
+    raise NotImplementedError("DCGANLearner does not train in fp16 (fp16 needs loss scaling, which its two alternating "
+                              "steps do not do): use learn.to_bf16(), bf16 autocast with float32's range")
+
+# %% ../nbs/02_learner.ipynb #2162001d
+@patch
+def lr_find(self:DCGANLearner,
+            start_lr:float=1e-7, # the first learning rate
+            end_lr:float=10, # the last learning rate
+            num_it:int=100, # how many batches
+            stop_div:bool=True, # stop when the loss diverges
+            show_plot:bool=True, # plot the loss against the learning rate
+            suggest_funcs=(SuggestionMethod.Valley), # fastai's suggestion functions
+           ):
+    "fastai's `lr_find`, leaving the run as it was: the EMA copy restored, no file written (no `rank0_only` callback)."
+    quiet = [cb for cb in self.cbs if getattr(cb, 'rank0_only', False)]
+    ema = getattr(self, 'ema_generator', None)
+    saved = None if ema is None else (
+        {k: v.clone() for k, v in ema.state_dict().items()}, getattr(self, 'ema_updates', None))
+    try:
+        with self.removed_cbs(quiet):
+            return Learner.lr_find(self, start_lr=start_lr, end_lr=end_lr, num_it=num_it, stop_div=stop_div,
+                                   show_plot=show_plot, suggest_funcs=suggest_funcs)
+    finally:
+        if saved is not None: ema.load_state_dict(saved[0]); self.ema_updates = saved[1]

@@ -1,15 +1,20 @@
 "Fast tests of dcgan_course.explore: interpolation maths, strips, GIFs, arithmetic, and the widget driven headlessly."
-import io, math
+import base64, io, json, math, re
+from pathlib import Path
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+import ipywidgets as W
 
 from dcgan_course.layers import Generator
 from dcgan_course.learner import generate
 from dcgan_course.explore import (slerp, interpolate, seed_latent, seed_samples, interpolation_strip, interpolation_grid, latent_walk,
                                   interpolation_frames, save_gif, to_pil, png_bytes, latent_arithmetic, attribute_direction, jitter,
                                   style_grid, attribute_strip, explorer_latent, explorer_condition, explorer_image, latent_explorer)
+import dcgan_course.explore as E
+
+NBS = Path(__file__).parents[1]/'nbs'
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
@@ -117,24 +122,156 @@ def test_explorer_functions(gens):
 def test_explorer_widget(gens):
     g, gc, ga = gens
     w = latent_explorer(gc, dims=(0, 1), seeds=(0, 1), scale=2)
-    image, seeds, t, sliders, toggles = w.children
-    before = image.value
-    t.value = 0.5
-    assert image.value != before
+    before = w.image.value
+    w.t.value = 0.5
+    assert w.image.value != before
     assert torch.equal(w.current, explorer_image(gc, explorer_latent(gc, 0, 1, 0.5), torch.tensor([0]))[0])
-    before = image.value; sliders.children[0].value = -2.
-    assert image.value != before
-    before = image.value; toggles.value = '9'
-    assert image.value != before
+    before = w.image.value; w.sliders[0].value = -2.
+    assert w.image.value != before
+    before = w.image.value; w.toggles.value = '9'
+    assert w.image.value != before
     assert torch.equal(w.current, explorer_image(gc, explorer_latent(gc, 0, 1, 0.5, {0: -2.}), torch.tensor([9]))[0])
-    before = image.value; seeds.children[0].value = 17
-    assert image.value != before
+    before = w.image.value; w.seeds[0].value = 17
+    assert w.image.value != before
     wa = latent_explorer(ga)
-    assert [b.description for b in wa.children[4].children] == ['Smiling', 'Eyeglasses', 'Male']
-    before = wa.children[0].value; wa.children[4].children[2].value = True
-    assert wa.children[0].value != before
+    assert [b.description for b in wa.toggles.children] == ['Smiling', 'Eyeglasses', 'Male']
+    before = wa.image.value; wa.toggles.children[2].value = True
+    assert wa.image.value != before
     wu = latent_explorer(g)
-    assert len(wu.children) == 4 and 'LatentExplorer' in repr(wu) and 'unconditional' in repr(wu)
-    assert '10 class toggles' in repr(w)
+    assert wu.toggles is None and 'LatentExplorer' in repr(wu) and 'unconditional' in repr(wu)
+    assert '10 classes' in repr(w)
     for x in (w, wa, wu): x.close()
     with pytest.raises(ValueError, match='nz=16'): latent_explorer(g, dims=(20,))
+
+
+def test_explorer_fits_a_laptop_screen(gens):
+    "The image has a fixed size of at most 400 px, beside its controls (an HBox), and the parts carry stable CSS classes."
+    g, gc, _ = gens
+    w = latent_explorer(gc, dims=(0, 1, 2))
+    assert isinstance(w, W.HBox) and w.children[0] is w.image
+    assert w.image in w.children and any(w.t in getattr(c, 'children', ()) for c in w.children if c is not w.image)
+    px = [int(v[:-2]) for v in (w.image.layout.width, w.image.layout.height)]
+    assert px[0] == px[1] and 0 < px[0] <= 400
+    assert w.image.layout.object_fit == 'contain'
+    assert Image.open(io.BytesIO(w.image.value)).size == (px[0], px[1])          # enlarged by a whole factor to fill the box
+    for s in (*w.sliders, w.t): assert s.layout.width and int(s.layout.width[:-2]) <= 400
+    assert 'dcgan-explorer' in w._dom_classes and 'dcgan-explorer-image' in w.image._dom_classes
+    assert 'dcgan-explorer-message' in w.message._dom_classes
+    assert all('dcgan-explorer-control' in c._dom_classes for c in (*w.seeds, w.t, *w.sliders, w.toggles))
+    big = latent_explorer(g, size=12)                                            # an image larger than its box: shrunk to fit
+    assert big.image.layout.width == '12px' and Image.open(io.BytesIO(big.image.value)).size == (16, 16)
+    for x in (w, big): x.close()
+
+
+def test_explorer_grid(gens):
+    "grid=n shows n samples (seeds A+k to B+k) that share the sliders: a slider moves all of them; also for conditional models."
+    g, gc, ga = gens
+    w = latent_explorer(g, grid=4, dims=(0, 1), seeds=(2, 7))
+    assert w.current.shape == (4, 1, 16, 16)
+    for k in range(4): assert torch.allclose(w.current[k], generate(g, 1, seed=2 + k)[0], atol=1e-5)
+    with Image.open(io.BytesIO(w.image.value)) as im: assert im.size == (w.scale * (2 * 18 + 2),) * 2     # a 2 x 2 grid
+    before = w.current.clone()
+    w.sliders[1].value = 2.5
+    assert all(not torch.equal(a, b) for a, b in zip(before, w.current))
+    assert torch.equal(w.current, explorer_image(g, explorer_latent(g, 2, 7, 0., {1: 2.5}, n=4))[0])
+    w16 = latent_explorer(g, grid=16)
+    assert w16.current.shape[0] == 16 and int(w16.image.layout.width[:-2]) <= 400
+    wc = latent_explorer(gc, grid=4)
+    before = wc.current.clone(); wc.toggles.value = '3'
+    assert all(not torch.equal(a, b) for a, b in zip(before, wc.current))
+    assert torch.equal(wc.current, explorer_image(gc, explorer_latent(gc, n=4), torch.full((4,), 3))[0])
+    wa = latent_explorer(ga, grid=9)
+    wa.toggles.children[0].value = True
+    assert torch.equal(wa.current, explorer_image(ga, explorer_latent(ga, n=9), torch.tensor([[1., 0., 0.]] * 9))[0])
+    assert 'grid of 9' in repr(wa)
+    with pytest.raises(ValueError, match='grid must be'): latent_explorer(g, grid=0)
+    for x in (w, w16, wc, wa): x.close()
+
+
+def test_explorer_bad_seed_shows_a_message(gens):
+    "A seed torch refuses (or would alias) sets one message line naming the range; the panel stays usable; success clears it."
+    g, gc, _ = gens
+    w = latent_explorer(gc, dims=(0,))
+    assert w.message.value == ''
+    for good, bad in enumerate((99999999999999999999, -1, 2**64), 5):
+        before, cur = w.image.value, w.current.clone()
+        w.seeds[0].value = bad
+        assert w.image.value == before and torch.equal(w.current, cur)           # the last good image stays
+        assert 'seed A must be a whole number from 0 to 18446744073709551615' in w.message.value and str(bad) in w.message.value
+        assert '\n' not in w.error and 'Traceback' not in w.message.value
+        w.seeds[0].value = good
+        assert w.message.value == '' and w.error == '' and w.image.value != before
+        assert torch.equal(w.current, explorer_image(gc, explorer_latent(gc, good, 1), torch.tensor([0]))[0])
+    wg = latent_explorer(g, grid=4)
+    wg.seeds[1].value = 2**64 - 2                                                # B+3 would be past the end
+    assert 'seed B' in wg.message.value and 'a grid of 4' in wg.message.value
+    wg.seeds[1].value = 2**64 - 4
+    assert wg.message.value == ''
+    with pytest.raises(ValueError, match='seed B must be'): latent_explorer(g, seeds=(0, -1))
+    assert E.check_seed(2**64 - 1) == 2**64 - 1
+    for bad in (-1, 2**64, 1.5, 'x', True):
+        with pytest.raises(ValueError, match='whole number from 0 to'): E.check_seed(bad)
+    with pytest.raises(ValueError, match='from 0 to'): seed_latent(g, -1)
+    for x in (w, wg): x.close()
+
+
+def test_explorer_mimebundle(gens):
+    "The display of a panel holds the widget view, a picture of the panel (image/png) and a short, complete text/plain."
+    g, gc, ga = gens
+    for gen, kw in ((gc, dict(dims=(0, 1, 2, 3))), (ga, dict(grid=4)), (g, dict(dims=tuple(range(12))))):
+        w = latent_explorer(gen, **kw)
+        w.t.value = 0.4
+        b = w._repr_mimebundle_()
+        assert b['application/vnd.jupyter.widget-view+json']['model_id'] == w.model_id
+        text = b['text/plain']
+        assert len(text) <= 110 and '…' not in text and text.startswith('LatentExplorer(') and text.endswith(')')
+        png = base64.b64decode(b['image/png'])
+        with Image.open(io.BytesIO(png)) as pic:
+            side = int(w.image.layout.width[:-2])
+            assert pic.format == 'PNG' and pic.width >= side + 200 and pic.height >= side
+            a = np.asarray(pic.convert('RGB'))
+            shown = np.asarray(Image.open(io.BytesIO(w.image.value)).convert('RGB'))
+            assert np.array_equal(a[8:8 + shown.shape[0], 8:8 + shown.shape[1]], shown)   # the image as shown, top left
+            assert (a[:, side + 20:] != 255).any()                                       # and the controls drawn beside it
+        w.close()
+
+
+def _widget_ids(obj) -> set:
+    "Model ids that a notebook's outputs display (application/vnd.jupyter.widget-view+json)."
+    return {o['data']['application/vnd.jupyter.widget-view+json']['model_id'] for c in obj['cells'] for o in c.get('outputs', [])
+            if 'application/vnd.jupyter.widget-view+json' in o.get('data', {})}
+
+
+@pytest.mark.parametrize('nb', sorted(NBS.glob('*.ipynb')), ids=lambda p: p.name)
+def test_no_unused_widget_state(nb):
+    "A notebook saves widget state only for the widgets its outputs show (and the models those refer to): none is simplest."
+    obj = json.loads(nb.read_text())
+    state = obj.get('metadata', {}).get('widgets', {}).get('application/vnd.jupyter.widget-state+json', {}).get('state', {})
+    if not state: return
+    seen, todo = set(), [i for i in _widget_ids(obj) if i in state]
+    while todo:                                                                  # models reachable from a shown view
+        i = todo.pop()
+        if i in seen: continue
+        seen.add(i)
+        todo += [j for j in re.findall(r'IPY_MODEL_([0-9a-f]+)', json.dumps(state[i])) if j in state]
+    unused = set(state) - seen
+    assert not unused, f'{nb.name} saves {len(unused)} widget models that no output shows: strip metadata.widgets'
+
+
+def test_gif_html(gens, tmp_path):
+    "An animated GIF as an HTML <img> with the file inline: nbconvert keeps text/html (it drops image/gif)."
+    f = save_gif(interpolation_frames(gens[0], seeds=(0, 1), steps=3), tmp_path/'a.gif', scale=2)
+    h = E.gif_html(f, alt='a <walk>')
+    m = re.fullmatch(r'<img src="data:image/gif;base64,([A-Za-z0-9+/=]+)" alt="a &lt;walk&gt;".*>', h.data)
+    assert m and base64.b64decode(m.group(1)) == f.read_bytes()
+
+
+def test_saved_explorer_notebook():
+    "06_explore shows its panels as pictures and its animations as text/html, with no widget state saved."
+    obj = json.loads((NBS/'06_explore.ipynb').read_text())
+    outs = [o for c in obj['cells'] for o in c.get('outputs', [])]
+    views = [o for o in outs if 'application/vnd.jupyter.widget-view+json' in o.get('data', {})]
+    assert views and all('image/png' in o['data'] and len(''.join(o['data']['text/plain'])) <= 110 for o in views)
+    assert not any('image/gif' in o.get('data', {}) for o in outs)
+    assert sum('data:image/gif;base64,' in ''.join(o.get('data', {}).get('text/html', '')) for o in outs) >= 1
+    assert 'widgets' not in obj['metadata']

@@ -262,7 +262,7 @@ def test_nan_is_caught_within_the_check_stride(tmp_path):
 
 # --- compiled step and bf16 (issue 10.2, on the CPU with inductor) -----------------------------------------------------------------
 def test_compiled_step_matches_eager():
-    "One update pair from the same weights on the same batch: compiled equals eager to 1e-5 (fp32); weights and state_dict keys unchanged."
+    "One update pair from the same weights on the same batch: compiled equals eager (fp32); weights and state_dict keys unchanged."
     from dcgan_course.learner import DCGANLearner, replay_dls
     dls, G, D = small()
     one = [tuple(t.as_subclass(torch.Tensor) for t in dls.one_batch())]
@@ -275,9 +275,13 @@ def test_compiled_step_matches_eager():
     assert G._compiled_call_impl is not None and D._compiled_call_impl is not None
     assert list(G.state_dict()) == list(Ge.state_dict())               # no '_orig_mod.' prefixes: checkpoints unchanged
     assert any(not torch.equal(a, b) for a, b in zip(g0, G.parameters()))
-    diff = max((a - b).abs().max().item() for a, b in zip(list(Ge.parameters()) + list(De.parameters()),
-                                                          list(G.parameters()) + list(D.parameters())))
-    assert diff <= 1e-5, diff
+    d = torch.cat([(a - b).abs().flatten() for a, b in zip(list(Ge.parameters()) + list(De.parameters()),
+                                                          list(G.parameters()) + list(D.parameters()))])
+    # Adam's first step is lr * g / (|g| + eps): +-lr wherever a gradient is far from 0, but where one is near eps, float
+    # noise in the gradient (1e-7: another kernel's order of summation) moves that parameter by a visible part of lr.
+    # So nearly every parameter must agree to 1e-6, and none may differ by a tenth of a step.
+    lr = e.opt.hypers[0]['lr'] if hasattr(e.opt, 'hypers') else e.opt.param_groups[0]['lr']
+    assert (d <= 1e-6).float().mean() >= 0.999 and d.max() <= 0.1 * lr, (d.max().item(), (d > 1e-6).sum().item())
 
     class Hooks(Callback): needs_eager = True
     with c.no_bar(), c.no_logging(), pytest.warns(UserWarning, match='Hooks need the eager networks'):
