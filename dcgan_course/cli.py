@@ -128,7 +128,8 @@ def train_parser() -> argparse.ArgumentParser:
     return p
 
 # %% ../nbs/11_cli.ipynb #09cd93cc
-def run_recipe(run) -> Recipe:
+def run_recipe(run, # a run folder, the `--out` of a `dcgan_train`
+              ) -> Recipe:
     "The recipe a run folder was trained with (its `recipe.json`)."
     run = Path(run)
     if (run/'recipe.json').exists(): return load_recipe(run/'recipe.json')
@@ -136,7 +137,8 @@ def run_recipe(run) -> Recipe:
     raise FileNotFoundError(f"Nothing to resume in {run}: no recipe.json{old if (run/'run.json').exists() else f' (was the run started with --out {run}?)'}")
 
 # %% ../nbs/11_cli.ipynb #6ec6d564
-def named_recipe(name:str) -> Recipe:
+def named_recipe(name:str, # a key of `RECIPES`, e.g. 'digits'
+                ) -> Recipe:
     "The recipe called `name` in `RECIPES`."
     if name not in RECIPES: raise CLIError(f"Unknown recipe {name!r}; known: {', '.join(RECIPES)}")
     return RECIPES[name]
@@ -148,7 +150,8 @@ def _finite(typed:dict):
         if any(isinstance(x, float) and not math.isfinite(x) for x in (v if isinstance(v, list) else [v])):
             raise CLIError(f'{_flag(k)} must be a finite number, got {_show(v)}')
 
-def recipe_from_args(argv) -> tuple:
+def recipe_from_args(argv, # `dcgan_train`'s command-line arguments, a list of strings
+                    ) -> tuple:
     "`(recipe, run folder, parsed args)` from `dcgan_train`'s command line."
     args = train_parser().parse_args(argv)
     typed = {f.name: getattr(args, f.name) for f in fields(Recipe) if hasattr(args, f.name)}
@@ -226,7 +229,8 @@ def _fit(r, out, device, args, state):
     return out
 
 # %% ../nbs/11_cli.ipynb #67aabeba
-def dcgan_train(argv=None):
+def dcgan_train(argv=None, # command-line arguments (default: `sys.argv[1:]`, as a console script)
+               ):
     "Console script: train a DCGAN (see `dcgan_train --help`). Called with `argv`, returns the run folder."
     out = _run_safely('dcgan_train', _train, sys.argv[1:] if argv is None else argv)
     return None if argv is None else out   # a console script's return value becomes its exit status
@@ -284,7 +288,8 @@ def _sample(argv):
         print(f'wrote a grid of {len(imgs)} images to {out}')
     return out
 
-def dcgan_sample(argv=None):
+def dcgan_sample(argv=None, # command-line arguments (default: `sys.argv[1:]`, as a console script)
+                ):
     "Console script: sample a trained run (see `dcgan_sample --help`). Called with `argv`, returns what it wrote."
     out = _run_safely('dcgan_sample', _sample, sys.argv[1:] if argv is None else argv)
     return None if argv is None else out
@@ -322,6 +327,7 @@ def _fid(argv):
     if args.kid: print(f"KID: {res['kid']:.6f} ± {res['kid_std']:.6f}")
     print(f"FID: {res['fid']:.4f}")
 
-def dcgan_fid(argv=None):
-    "Command line: `dcgan_fid PATH_A PATH_B [--kid] [--n N]`; prints the numbers, `FID: <value>` last; bad input exits with status 2."
+def dcgan_fid(argv=None, # command-line arguments (default: `sys.argv[1:]`, as a console script)
+             ):
+    "Console script: `dcgan_fid PATH_A PATH_B [--kid] [--n N]`; prints the numbers, `FID: <value>` last."
     _run_safely('dcgan_fid', _fid, sys.argv[1:] if argv is None else argv)

@@ -27,8 +27,10 @@ __all__ = ['TOY_ATTRS', 'toy_celeba', 'digit_classifier', 'classify', 'train_dig
 # %% ../nbs/05_conditional.ipynb #ee50298d
 TOY_ATTRS = ('Loop', 'Bold', 'Odd')
 
-def toy_celeba(path, size:int=32) -> Path:
-    "Write the scikit-learn digits in CelebA's layout under `path`: `img_align_celeba/*.png` and `list_attr_celeba.txt` (Loop, Bold, Odd)."
+def toy_celeba(path, # the folder to write into (made if missing)
+               size:int=32, # the images' side in pixels
+              ) -> Path:
+    "Write the scikit-learn digits in CelebA's layout under `path`, with the attributes Loop, Bold and Odd."
     path = Path(path); img_dir = path/'img_align_celeba'
     img_dir.mkdir(parents=True, exist_ok=True)
     x, y = digits_images(size)
@@ -43,7 +45,10 @@ def toy_celeba(path, size:int=32) -> Path:
     return img_dir
 
 # %% ../nbs/05_conditional.ipynb #65f4b508
-def digit_classifier(nf:int=16, n_classes:int=10, nc:int=1) -> nn.Module:
+def digit_classifier(nf:int=16, # channels of the first block (the next two have twice and four times as many)
+                     n_classes:int=10, # how many classes it tells apart
+                     nc:int=1, # channels of the input images
+                    ) -> nn.Module:
     "A small CNN classifier: three conv-batchnorm-ReLU blocks, global average pooling and a linear layer."
     def blk(ni, no, pool=True): return [nn.Conv2d(ni, no, 3, padding=1), nn.BatchNorm2d(no), nn.ReLU()] + ([nn.MaxPool2d(2)] if pool else [])
     return nn.Sequential(*blk(nc, nf), *blk(nf, 2 * nf), *blk(2 * nf, 4 * nf, False),
@@ -54,7 +59,10 @@ def _to_size(x, size): return x if x.shape[-1] == size else F.interpolate(x, siz
 
 # %% ../nbs/05_conditional.ipynb #1c40f730
 @torch.no_grad()
-def classify(classifier:nn.Module, images:torch.Tensor, bs:int=512) -> torch.Tensor:
+def classify(classifier:nn.Module, # a classifier, such as `train_digit_classifier` gives
+             images:torch.Tensor, # images in [-1, 1], (N, C, H, W)
+             bs:int=512, # images per forward pass
+            ) -> torch.Tensor:
     "Predicted class of each image in [-1, 1] (resized to the classifier's `size` first)."
     classifier.eval()
     size = getattr(classifier, 'size', images.shape[-1])
@@ -64,14 +72,15 @@ def classify(classifier:nn.Module, images:torch.Tensor, bs:int=512) -> torch.Ten
 def train_digit_classifier(epochs:int=6, # passes over the training digits
                            nf:int=16, # width of `digit_classifier`
                            n_valid:int=300, # held-out digits, for `.valid_acc`
-                           bs:int=64, lr:float=3e-3, # batch size and Adam's learning rate
+                           bs:int=64, # batch size
+                           lr:float=3e-3, # Adam's learning rate
                            seed:int=0, # seed of the split, the initial weights and the batches
                            size:int=16, # the side the classifier works at
                            negatives=None, # `(digits, generator) -> as many non-digits`: then an 11th class, "not a digit" (12_quality)
                            scales=(1,), # also learn the digits drawn at `size * s` and brought back down, as generated images are
                            one_cycle:bool=False, # fastai's one-cycle schedule for the learning rate
                           ) -> nn.Module:
-    "Train `digit_classifier` on the scikit-learn digits (shifted by up to a pixel); `.valid_acc` is its accuracy on `n_valid` held-out digits."
+    "Train `digit_classifier` on the scikit-learn digits; `.valid_acc` is its accuracy on `n_valid` held-out digits."
     views = [_to_size(digits_images(size * s)[0].float() / 127.5 - 1, size) for s in scales]
     x, y = views[0], digits_images(size)[1]
     g = torch.Generator().manual_seed(seed)
@@ -99,8 +108,13 @@ def train_digit_classifier(epochs:int=6, # passes over the training digits
     return m.eval()
 
 # %% ../nbs/05_conditional.ipynb #bb728893
-def judge_digits(generator:nn.Module, classifier:nn.Module, n_per_class:int=100, seed:int=0, bs:int=256) -> pd.Series:
-    "Fraction of `n_per_class` samples of each class that `classifier` judges to be the class asked for, indexed by class name."
+def judge_digits(generator:nn.Module, # a class-conditional generator
+                 classifier:nn.Module, # a classifier of the same classes (`train_digit_classifier`)
+                 n_per_class:int=100, # samples generated per class
+                 seed:int=0, # seed of the noise
+                 bs:int=256, # samples per forward pass
+                ) -> pd.Series:
+    "Fraction of each class's samples that `classifier` judges to be the class asked for, indexed by class name."
     n_classes = getattr(generator, 'n_classes', None)
     if not n_classes: raise ValueError("judge_digits needs a class-conditional generator (trained with labels=True)")
     y = torch.arange(n_classes).repeat_interleave(n_per_class)
@@ -111,14 +125,24 @@ def judge_digits(generator:nn.Module, classifier:nn.Module, n_per_class:int=100,
 
 # %% ../nbs/05_conditional.ipynb #1b87e172
 class ChannelCritic(Critic):
-    "A conditional critic that sees the label as extra input channels: the one-hot class (or the 0/1 attributes) as constant planes."
-    def __init__(self, size:int=32, nc:int=1, nf:int=64, n_classes:int=None, n_attrs:int=None, **kwargs):
+    "A conditional critic that sees the label as extra input channels: constant planes of the class or attributes."
+    def __init__(self,
+                 size:int=32, # the images' side in pixels
+                 nc:int=1, # channels of the images (the label's planes come on top)
+                 nf:int=64, # channels of the first convolution
+                 n_classes:int=None, # how many classes, for a one-hot label (or give `n_attrs`)
+                 n_attrs:int=None, # how many 0/1 attributes (or give `n_classes`)
+                 **kwargs, # more `Critic` arguments
+                ):
         if bool(n_classes) == bool(n_attrs): raise ValueError("ChannelCritic needs n_classes or n_attrs (one of them)")
         super().__init__(size, nc + (n_classes or n_attrs), nf, **kwargs)
         self.nc, self.n_classes, self.n_attrs = nc, n_classes, n_attrs
         self.config = dict(self.config, nc=nc, n_classes=n_classes, n_attrs=n_attrs, cond_input='channels')
 
-    def forward(self, x, *cond):
+    def forward(self,
+                x, # a batch of images, (N, C, H, W)
+                *cond, # the labels: class indices (N,) or 0/1 attributes (N, n_attrs)
+               ):
         if not cond: raise ValueError("This critic is conditional: call it as critic(images, labels)")
         y = F.one_hot(cond[0], self.n_classes).to(x.dtype) if self.n_classes else cond[0].to(x.dtype)
         return super().forward(torch.cat([x, y[:, :, None, None].expand(-1, -1, *x.shape[2:])], 1))
@@ -135,8 +159,11 @@ def conditional_nets(dls, # labelled `DataLoaders` (`gan_dataloaders(..., labels
     return dcgan_nets(dls, critic_cls=ChannelCritic if critic == 'channels' else Critic, **kwargs)
 
 # %% ../nbs/05_conditional.ipynb #d16db68e
-def within_class_std(generator:nn.Module, n_per_class:int=50, seed:int=0) -> float:
-    "Pixel standard deviation across `n_per_class` noise vectors of the same class, averaged over pixels and classes (0: `z` is ignored)."
+def within_class_std(generator:nn.Module, # a class-conditional generator
+                     n_per_class:int=50, # samples per class
+                     seed:int=0, # seed of the noise
+                    ) -> float:
+    "Pixel std across noise vectors of one class, averaged over pixels and classes (0: the generator ignores `z`)."
     n_classes = getattr(generator, 'n_classes', None)
     if not n_classes: raise ValueError("within_class_std needs a class-conditional generator")
     y = torch.arange(n_classes).repeat(n_per_class)
@@ -157,8 +184,11 @@ def _attr_columns(by, vocab, n_attrs:int) -> list:
     return [list(vocab).index(n) for n in names]
 
 # %% ../nbs/05_conditional.ipynb #eb3f437a
-def label_combos(labels:torch.Tensor, vocab=None, by=None) -> tuple:
-    "Each item's combination id and the combinations: the classes, or the distinct 0/1 rows of the attributes `by` (default all)."
+def label_combos(labels:torch.Tensor, # class indices (N,), or 0/1 attributes (N, n_attrs)
+                 vocab=None, # the attribute (or class) names
+                 by=None, # the attributes that make a combination: names, comma-separated or a list (default: all)
+                ) -> tuple:
+    "Each item's combination id, and the combinations: the classes, or the distinct 0/1 rows of the attributes `by`."
     if labels is None: raise DataError("Balancing needs labels: make the DataLoaders with labels=True or labels='Attr1,Attr2'")
     if labels.dtype == torch.long:
         if by is not None: raise DataError("by= selects attributes, but these labels are classes (they are balanced as they are)")
@@ -169,14 +199,20 @@ def label_combos(labels:torch.Tensor, vocab=None, by=None) -> tuple:
     return ids, combos
 
 # %% ../nbs/05_conditional.ipynb #973c08f7
-def balanced_weights(labels:torch.Tensor, vocab=None, by=None) -> torch.Tensor:
+def balanced_weights(labels:torch.Tensor, # class indices (N,), or 0/1 attributes (N, n_attrs)
+                     vocab=None, # the attribute (or class) names
+                     by=None, # the attributes that make a combination: names, comma-separated or a list (default: all)
+                    ) -> torch.Tensor:
     "Sampling weights (summing to 1) that give every label combination of `by` the same total weight."
     ids, combos = label_combos(labels, vocab, by)
     counts = torch.bincount(ids, minlength=len(combos)).double()
     return (1. / (counts[ids] * len(combos))).float()
 
 # %% ../nbs/05_conditional.ipynb #e6c63194
-def combo_counts(labels:torch.Tensor, vocab=None, by=None) -> pd.DataFrame:
+def combo_counts(labels:torch.Tensor, # class indices (N,), or 0/1 attributes (N, n_attrs)
+                 vocab=None, # the attribute (or class) names
+                 by=None, # the attributes that make a combination: names, comma-separated or a list (default: all)
+                ) -> pd.DataFrame:
     "A table of the label combinations: how many images have each, its share of the data, and its share once balanced."
     ids, combos = label_combos(labels, vocab, by)
     counts = torch.bincount(ids, minlength=len(combos))
@@ -191,8 +227,13 @@ def combo_counts(labels:torch.Tensor, vocab=None, by=None) -> pd.DataFrame:
 
 # %% ../nbs/05_conditional.ipynb #7ae34170
 class BalancedGANDataLoader(GANDataLoader):
-    "A `GANDataLoader` whose epochs draw images with replacement so that every label combination (of the attributes `by`) is equally likely."
-    def __init__(self, images:torch.Tensor, labels:torch.Tensor=None, by=None, **kwargs):
+    "A `GANDataLoader` whose epochs draw with replacement, so that every label combination of `by` is equally likely."
+    def __init__(self,
+                 images:torch.Tensor, # the real images
+                 labels:torch.Tensor=None, # their classes or attributes
+                 by=None, # the attributes to balance: names, comma-separated or a list (default: all)
+                 **kwargs, # more `GANDataLoader` arguments
+                ):
         super().__init__(images, labels, **kwargs)
         self.by = by
         self.weights = balanced_weights(labels, self.vocab, by) if len(images) else torch.ones(0)
@@ -202,8 +243,10 @@ class BalancedGANDataLoader(GANDataLoader):
         g = torch.Generator().manual_seed(self.rng.getrandbits(32))   # self.rng is re-seeded each epoch from Python's RNG
         return torch.multinomial(self.weights, self.n, replacement=True, generator=g).tolist()
 
-def balance_dls(dls, by=None) -> DataLoaders:
-    "A copy of the GAN `DataLoaders` `dls` whose training batches balance the label combinations of `by` (default: all labels)."
+def balance_dls(dls, # GAN `DataLoaders` with labels
+                by=None, # the attributes to balance: names, comma-separated or a list (default: all)
+               ) -> DataLoaders:
+    "A copy of the GAN `DataLoaders` `dls` whose training batches balance the label combinations of `by`."
     t = dls.train
     train = BalancedGANDataLoader(t.images, t.labels, by=by, nz=t.nz, noise=t.noise, bs=t.bs, vocab=t.vocab, source=t.source,
                                   device=t.device)
@@ -223,8 +266,13 @@ def conditional_samples(generator:nn.Module, # a (conditional) generator
     return generate(generator, n, cond=cond, seed=seed, bs=bs)
 
 # %% ../nbs/05_conditional.ipynb #f8784b38
-def conditional_dataloaders(source='digits', conditional:bool=True, attrs=None, balance=False, **kwargs) -> DataLoaders:
-    "`gan_dataloaders` with labels: the natural classes, or the attributes `attrs`; `balance` (True or attribute names) balances them."
+def conditional_dataloaders(source='digits', # a data source, as `gan_dataloaders` takes
+                            conditional:bool=True, # label the images with their classes
+                            attrs=None, # attributes to condition on instead, e.g. 'Smiling,Male' (CelebA)
+                            balance=False, # balance the labels in training: True (all of them) or attribute names
+                            **kwargs, # more `gan_dataloaders` arguments
+                           ) -> DataLoaders:
+    "`gan_dataloaders` with labels: the natural classes, or the attributes `attrs`; `balance` balances them."
     if not conditional and attrs is None: raise ValueError("Ask for conditional=True (class labels) or attrs='A,B' (attributes)")
     dls = gan_dataloaders(source, labels=attrs if attrs else True, **kwargs)
     if dls.labels is None:

@@ -14,10 +14,11 @@ __all__ = ['EpochLines', 'plain_progress']
 
 # %% ../nbs/07_console.ipynb #d8fd5869
 class EpochLines(Callback):
-    "One line per epoch, `epoch N/M: name value ... (seconds)`, written to `stream` (default: standard output) and flushed."
+    "One line per epoch, `epoch N/M: name value ... (seconds)`, written to `stream` and flushed."
     # `train_loss` is left out: for a GAN it is the sum of two losses that pull against each other
     order, rank0_only = Recorder.order + 1, True      # after the Recorder has the epoch's values
-    def __init__(self, stream=None): self.stream = stream
+    def __init__(self, stream=None, # a text file to write to (default: standard output)
+                ): self.stream = stream
     def before_epoch(self): self.t0 = time.time()
     def after_epoch(self):
         names = [n for n in self.recorder.metric_names[1:] if n != 'time']
@@ -29,7 +30,7 @@ class EpochLines(Callback):
 def plain_progress(learn, # a learner
                    tty:bool=None, # whether a person is watching (default: standard output is a terminal)
                   ):
-    "Without a terminal, replace fastai's progress bar and table by `EpochLines`; with one, leave them. Returns `learn`."
+    "Without a terminal, swap fastai's progress bar and table for `EpochLines`; with one, leave them. Returns `learn`."
     if tty is None: tty = sys.stdout.isatty()
     if tty: return learn
     learn.remove_cbs([cb for cb in learn.cbs if isinstance(cb, ProgressCallback)])

@@ -35,8 +35,9 @@ def new_noise(n:int, # how many noise vectors
     return z if device is None else z.to(device)
 
 # %% ../nbs/00_core.ipynb #e405a8f6
-def noise_of(generator) -> str:
-    "The noise `generator` trained on: its `noise` attribute ('normal' or 'uniform'), and 'normal' for a net that has none."
+def noise_of(generator, # a generator module
+            ) -> str:
+    "The noise `generator` trained on: its `noise` attribute ('normal' or 'uniform'), else 'normal'."
     return getattr(generator, 'noise', None) or 'normal'
 
 # %% ../nbs/00_core.ipynb #7d110561
@@ -57,7 +58,7 @@ def _named(e:OSError, fname:Path) -> OSError:
 def atomic_write(fname, # the file to (re)write
                  write, # a function that writes the new content to the path it is given
                 ) -> Path:
-    "Call `write(tmp)` on a temporary file beside `fname`, fsync it and rename it over `fname`; on error the old file stays as it was."
+    "Call `write(tmp)` on a temp file beside `fname`, fsync it, rename it over `fname`; on error the old file stays."
     fname = Path(fname)
     tmp = fname.with_name(f'.{fname.name}.{os.getpid()}.tmp')
     try:
@@ -96,12 +97,17 @@ def atomic_save(obj, # what to save: tensors, numbers, strings and containers of
     return atomic_write(fname, _write)
 
 # %% ../nbs/00_core.ipynb #fe27e802
-def atomic_write_text(fname, text:str) -> Path:
+def atomic_write_text(fname, # the file to write
+                      text:str, # what to write in it
+                     ) -> Path:
     "Write `text` to `fname` (UTF-8), atomically and fsynced."
     return atomic_write_bytes(fname, text.encode('utf-8'))
 
 # %% ../nbs/00_core.ipynb #47e95e55
-def atomic_write_json(fname, obj, indent:int=1) -> Path:
+def atomic_write_json(fname, # the file to write
+                      obj, # a JSON-serialisable object
+                      indent:int=1, # `json.dumps`'s indent
+                     ) -> Path:
     "Write `obj` as JSON to `fname`, atomically."
     return atomic_write_text(fname, json.dumps(obj, indent=indent) + '\n')
 
@@ -119,7 +125,7 @@ def safe_load(fname, # the file to read
               what:str, # what it should be, for the error message: 'a dcgan_course generator'
               allow=(), # more types to admit than PyTorch's own few (for files written before they held plain data only)
              ):
-    "`torch.load(fname, weights_only=True)` onto the CPU: data only, never code; any failure is one `ValueError` naming `fname`."
+    "`torch.load(fname, weights_only=True)` onto the CPU: data only, never code; a failure is one `ValueError`."
     fname = Path(fname)
     if not fname.exists(): raise FileNotFoundError(f"No such file: {fname} (expected {what})")
     if fname.is_dir(): raise ValueError(f"{fname} is a folder, not {what}")
@@ -132,7 +138,7 @@ def safe_load(fname, # the file to read
 # %% ../nbs/00_core.ipynb #38fa85ca
 def cache_dir(sub:str='', # a sub-folder, e.g. 'fid'
              ) -> Path:
-    "The library's cache folder (`$DCGAN_CACHE`, default `~/.cache/dcgan_course`), or a sub-folder of it; not created here."
+    "The library's cache folder (`$DCGAN_CACHE`, default `~/.cache/dcgan_course`), or a sub-folder; not created."
     return Path(os.environ.get('DCGAN_CACHE') or Path('~/.cache/dcgan_course').expanduser())/sub
 
 # %% ../nbs/00_core.ipynb #b2e6c9b4
@@ -191,7 +197,7 @@ def sample_condition(generator, # a generator (or anything with `n_classes`, `n_
                      vocab=None, # class or attribute names (default: `generator.vocab`)
                      rows:torch.Tensor=None, # 0/1 attribute rows to draw free attributes from (default: `generator.attr_rows`)
                     ):
-    "The condition for `n` samples: class ids (long), 0/1 attribute rows (float), or None for an unconditional generator."
+    "The condition for `n` samples: class ids (long), 0/1 attribute rows (float), or None if unconditional."
     n_classes, n_attrs = getattr(generator, 'n_classes', None), getattr(generator, 'n_attrs', None)
     vocab = vocab if vocab is not None else getattr(generator, 'vocab', None)
     if not (n_classes or n_attrs):

@@ -33,7 +33,8 @@ class DataError(ValueError):
     "A problem with the images given to a GAN: the message says which one and where."
 
 # %% ../nbs/00_data.ipynb #8792871e
-def check_size(size) -> int:
+def check_size(size, # the image side asked for: a power of two, at least 16
+              ) -> int:
     "Return `size` as an int, or raise `DataError` if it is not a power of two of at least 16."
     try: s = int(size)
     except (TypeError, ValueError): raise DataError(f"size must be a whole number (a power of two, at least 16), got {size!r}") from None
@@ -127,7 +128,8 @@ def _is_colour(im) -> bool:
     rgb = rgb[:len(rgb) // 3 * 3].reshape(-1, 3)
     return bool((rgb != rgb[:, :1]).any())
 
-def guess_channels(files) -> int:
+def guess_channels(files, # the image files to look at (opened, not decoded)
+                  ) -> int:
     "1 if every readable image in `files` is grayscale (or a palette of grays), else 3: one colour image makes it 3."
     gray = False
     for f in files:
@@ -144,7 +146,9 @@ def _try_load(args):
     try: return load_image(f, size, nc)
     except Exception as e: return e
 
-def report_skipped(skipped, total:int):
+def report_skipped(skipped, # the files that could not be read (nothing is said if empty)
+                   total:int, # how many files there were in all
+                  ):
     "Say on standard error (not through `warnings`, which filters can silence) which files were skipped."
     if not skipped: return
     names = ', '.join(str(f) for f in skipped[:5]) + (f' and {len(skipped) - 5} more' if len(skipped) > 5 else '')
@@ -152,11 +156,19 @@ def report_skipped(skipped, total:int):
 
 # %% ../nbs/00_data.ipynb #b6d9aa1d
 class DecodeProgress:
-    "Report decoding progress on standard error: a line at most every `every` seconds and one at the end (if `total` >= `min_total`)."
-    def __init__(self, total:int, where='', every:float=5., min_total:int=2000, enabled:bool=None):
+    "Report decoding progress on standard error: a line at most every `every` seconds, and one at the end."
+    def __init__(self,
+                 total:int, # how many files there are to decode
+                 where='', # what is decoded, for the message (default: 'images')
+                 every:float=5., # the fewest seconds between two lines
+                 min_total:int=2000, # say nothing for fewer files than this (unless `enabled`)
+                 enabled:bool=None, # True or False to force reporting on or off (default: by `min_total`)
+                ):
         store_attr('total,where,every'); self.on = total >= min_total if enabled is None else enabled
         self.t0 = self.last = time.time()
-    def __call__(self, done:int):
+    def __call__(self,
+                 done:int, # how many files are decoded so far
+                ):
         now = time.time()
         if not self.on or (now - self.last < self.every and done < self.total): return
         self.last, rate = now, done / max(now - self.t0, 1e-9)
@@ -164,8 +176,15 @@ class DecodeProgress:
               file=sys.stderr, flush=True)
 
 # %% ../nbs/00_data.ipynb #7e9b06c5
-def load_folder_images(files, size:int, n_channels:int, n_workers:int=None, where='', out=None, progress:bool=None) -> tuple:
-    "Decode `files` into uint8 rows (C, size, size) of `out` (default: a new array); return the images read (a tensor; with `out`: how many) and the files read."
+def load_folder_images(files, # the image files to decode, in order
+                       size:int, # the side of the square images
+                       n_channels:int, # 1 (gray) or 3 (colour)
+                       n_workers:int=None, # decoding threads (default: the CPU count, at most 8)
+                       where='', # the folder they come from, for messages
+                       out=None, # a uint8 array (N, C, size, size) to fill (default: a new one)
+                       progress:bool=None, # report progress on standard error (default: for 2,000 files or more)
+                      ) -> tuple:
+    "Decode `files` into uint8 rows (C, size, size): the images read (with `out`: how many) and the files read."
     files = list(files)
     if not files: raise DataError(f"No image files found{' in ' + str(where) if where else ''}. "
                                   "Expected .png, .jpg, .jpeg, .bmp, .gif, .tif or .webp files, searched recursively.")
@@ -186,7 +205,8 @@ def load_folder_images(files, size:int, n_channels:int, n_workers:int=None, wher
     return (torch.from_numpy(buf[:len(read)]) if out is None else len(read)), read
 
 # %% ../nbs/00_data.ipynb #7a690701
-def digits_images(size:int=32) -> tuple:
+def digits_images(size:int=32, # the side the 8x8 digits are resized to
+                 ) -> tuple:
     "scikit-learn's 1,797 real 8x8 digits as a uint8 tensor (N, 1, size, size), with their labels 0-9."
     from sklearn.datasets import load_digits
     d = load_digits()
@@ -196,8 +216,10 @@ def digits_images(size:int=32) -> tuple:
     return x, torch.tensor(d.target, dtype=torch.long)
 
 # %% ../nbs/00_data.ipynb #3b73185a
-def lfw_faces(size:int=None, flip:bool=True) -> torch.Tensor:
-    "The 100 real 25x25 grayscale faces of scikit-image's `lfw_subset` (plus their mirror images if `flip`) as uint8 (N, 1, H, W), resized to `size`."
+def lfw_faces(size:int=None, # the side the 25x25 faces are resized to (default: kept at 25)
+              flip:bool=True, # add each face's mirror image (200 faces in all)
+             ) -> torch.Tensor:
+    "scikit-image's 100 real 25x25 grayscale LFW faces (and mirror images) as uint8 (N, 1, size, size)."
     try: from skimage.data import lfw_subset
     except ImportError: raise DataError("The faces come from scikit-image: pip install scikit-image") from None
     x = torch.from_numpy(lfw_subset()[:100]).float()[:, None]   # the last 100 patches are not faces
@@ -238,8 +260,11 @@ def _data_roots(root=None):
     return roots
 
 # %% ../nbs/00_data.ipynb #c8ec180c
-def find_dataset(name:str, root=None, download:bool=True) -> Path:
-    "The folder of images for data set `name`, found under `root` (or `$DCGAN_DATA`, or fastai's data folder), else downloaded."
+def find_dataset(name:str, # a data set in `DATASETS`, e.g. 'mnist'
+                 root=None, # the folder to look under (default: `$DCGAN_DATA`, then fastai's data folder)
+                 download:bool=True, # download it with fastai when it is not found (and `root` is not given)
+                ) -> Path:
+    "The folder of images for data set `name`: found under `root` or the default folders, else downloaded."
     name = name.lower()
     if name in EMBEDDED: raise DataError(f"{name!r} is embedded in the package and has no folder: gan_dataloaders({name!r}) loads it from memory")
     if name not in DATASETS: raise DataError(f"Unknown data set {name!r}; known: {', '.join(DATASETS)}, {', '.join(map(repr, EMBEDDED))} (embedded), or a folder path")
@@ -263,7 +288,9 @@ def find_dataset(name:str, root=None, download:bool=True) -> Path:
                     f"or pass root=/where/it/is (dcgan_train --data-root).")
 
 # %% ../nbs/00_data.ipynb #c4f5a428
-def read_celeba_attrs(path, attrs=None) -> tuple:
+def read_celeba_attrs(path, # CelebA's `list_attr_celeba.txt`
+                      attrs=None, # the attributes to keep: names, or one comma-separated string (default: all)
+                     ) -> tuple:
     "Read CelebA's `list_attr_celeba.txt`: (attribute names, {file name: float tensor of 0/1})."
     path = Path(path)
     if not path.exists(): raise DataError(f"CelebA attribute file not found: {path}")
@@ -280,10 +307,20 @@ def read_celeba_attrs(path, attrs=None) -> tuple:
 
 # %% ../nbs/00_data.ipynb #25099ec2
 class GANDataLoader(DataLoader):
-    """Batches of `(noise, [label,] image)` from uint8 images (a tensor in memory, or `disk.DiskImages`); plain tensors, images
-    scaled on the device. `shard(rank, world_size)` makes it read one process's share of each epoch (`09_distributed`)."""
-    def __init__(self, images:torch.Tensor, labels:torch.Tensor=None, nz:int=100, noise:str='normal', bs:int=64,
-                 shuffle:bool=True, drop_last:bool=True, vocab=None, source:str='', skipped=None, **kwargs):
+    "Batches of `(noise, [label,] image)` from uint8 images, scaled to [-1, 1] on the device."
+    def __init__(self,
+                 images:torch.Tensor, # uint8 images (N, C, H, W): a tensor in memory, or `disk.DiskImages`
+                 labels:torch.Tensor=None, # one class index or attribute row per image (default: unconditional)
+                 nz:int=100, # the length of each noise vector
+                 noise:str='normal', # the noise drawn: 'normal' or 'uniform'
+                 bs:int=64, # the batch size
+                 shuffle:bool=True, # a new order every epoch
+                 drop_last:bool=True, # leave out the last, smaller batch
+                 vocab=None, # the class or attribute names (default: none)
+                 source:str='', # a description of where the images come from
+                 skipped=None, # the files of the source that could not be read
+                 **kwargs, # more fastai `DataLoader` arguments
+                ):
         if noise not in NOISES: raise DataError(f"noise must be 'normal' or 'uniform', got {noise!r}")
         if images.dtype != torch.uint8 or len(images.shape) != 4:
             raise DataError(f"images must be a uint8 tensor of shape (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
@@ -304,11 +341,14 @@ class GANDataLoader(DataLoader):
     def size(self): return self.images.shape[-1]
 
     def randomize(self):
-        "Draw this epoch's shuffling seed from Python's global RNG, so `set_seed` and a resumed checkpoint reproduce the order."
+        "Draw this epoch's shuffling seed from Python's global RNG, so that `set_seed` reproduces the order."
         self.rng = random.Random(random.getrandbits(32))
 
-    def shard(self, rank:int=0, world_size:int=1):
-        "Read only process `rank`'s share of each epoch: every `world_size`-th index of the epoch's order, the same length in every process."
+    def shard(self,
+              rank:int=0, # this process's index, from 0
+              world_size:int=1, # how many processes share each epoch
+             ):
+        "Read only process `rank`'s share of each epoch: every `world_size`-th index, equal in length."
         if not 0 <= rank < world_size: raise ValueError(f"rank must be in [0, world_size), got rank {rank} of {world_size}")
         self.rank, self.world_size = rank, world_size
         if self.drop_last and len(self.images) and len(self) == 0:
@@ -329,29 +369,44 @@ class GANDataLoader(DataLoader):
         if self.world_size == 1: return idxs
         return idxs[self.rank::self.world_size][:len(idxs) // self.world_size]   # disjoint shares, equal in length
 
-    def new_noise(self, n:int, generator=None) -> torch.Tensor:
+    def new_noise(self,
+                  n:int, # how many noise vectors
+                  generator=None, # a `torch.Generator` to draw them with (default: torch's global one)
+                 ) -> torch.Tensor:
         "`n` noise vectors shaped (n, nz, 1, 1), as the generator expects (`core.new_noise`)."
         return new_noise(n, self.nz, self.noise, generator)
 
-    def create_batches(self, samps):
+    def create_batches(self,
+                       samps, # the epoch's image indices, in order
+                      ):
         yield from map(self.create_batch, self.chunkify(list(samps)))
 
-    def create_batch(self, idxs):
+    def create_batch(self,
+                     idxs, # the image indices of one batch
+                    ):
         idxs = torch.as_tensor(idxs, dtype=torch.long)
         z = self.new_noise(len(idxs))
         img = self.images[idxs]          # still uint8: a quarter of the bytes to move, scaled by `after_batch` where it lands
         return (z, img) if self.labels is None else (z, self.labels[idxs], img)
 
-    def after_batch(self, b):
+    def after_batch(self,
+                    b, # a batch `(noise, [label,] uint8 image)`
+                   ):
         "Scale the batch's uint8 images to float in [-1, 1]: fastai calls this after moving the batch to `self.device`."
         *rest, img = b
         return (*rest, img.float().div_(127.5).sub_(1))
 
-    def real_batch(self, n:int=64) -> torch.Tensor:
+    def real_batch(self,
+                   n:int=64, # how many images
+                  ) -> torch.Tensor:
         "The first `n` real images in [-1, 1] (not shuffled), for plots and FID."
         return self.images[:n].float() / 127.5 - 1
 
-    def show_batch(self, b=None, max_n:int=64, **kwargs):
+    def show_batch(self,
+                   b=None, # a batch as `create_batch` makes it, after `after_batch` (default: `one_batch()`)
+                   max_n:int=64, # show at most this many images
+                   **kwargs, # more `show_image` arguments
+                  ):
         "Show real images from one batch as a grid."
         from fastai.vision.all import show_image
         from torchvision.utils import make_grid
@@ -448,9 +503,16 @@ def _ram_hint(n:int, nc:int, size:int):
         print(f"{n:,} images at {size} px take {need / 2**30:.1f} GiB decoded, more than a quarter of this machine's "
               f"{ram / 2**30:.0f} GiB: consider on_disk=True (dcgan_train --on-disk) to read them from disk", file=sys.stderr, flush=True)
 
-def source_images(source='digits', size:int=32, labels=None, n_channels:int=None, root=None, max_items:int=None,
-                  cache=True, on_disk:bool=False) -> tuple:
-    "Load `source` as (uint8 images (N, C, size, size): a tensor, or `DiskImages` with `on_disk`; labels or None, vocab or None, description, files skipped)."
+def source_images(source='digits', # 'digits' or 'lfw' (`EMBEDDED`), a name in `DATASETS`, or a folder of images
+                  size:int=32, # the side of the square images: a power of two, at least 16
+                  labels=None, # True (the source's own), 'folder' (sub-folder names) or CelebA attribute names
+                  n_channels:int=None, # 1 (gray) or 3 (colour) (default: the data set's, or guessed from the files)
+                  root=None, # the folder to look for named data sets under (default: `find_dataset`'s)
+                  max_items:int=None, # use only the first this many images (default: all)
+                  cache=True, # keep decoded images: True for `cache_dir()`, a folder, or False for none
+                  on_disk:bool=False, # read the decoded images from a file on disk (`DiskImages`), not memory
+                 ) -> tuple:
+    "Load `source`: (uint8 images (N, C, size, size), labels or None, vocab or None, description, files skipped)."
     size = check_size(size)
     name = str(source).lower()
     if isinstance(source, str) and name in EMBEDDED:
@@ -496,10 +558,21 @@ def source_images(source='digits', size:int=32, labels=None, n_channels:int=None
     return x, y, vocab, f'{source} ({len(read)} images from {folder})', skipped
 
 # %% ../nbs/00_data.ipynb #7e20352a
-def gan_dataloaders(source='digits', size:int=32, bs:int=64, nz:int=100, noise:str='normal', labels=None,
-                    n_channels:int=None, root=None, max_items:int=None, cache=True, on_disk:bool=False,
-                    device=None, **kwargs) -> DataLoaders:
-    "fastai `DataLoaders` of `(noise, [label,] image)` batches in [-1, 1] from `source`: 'digits' or 'lfw' (`EMBEDDED`), a data set name, or a folder."
+def gan_dataloaders(source='digits', # 'digits' or 'lfw' (`EMBEDDED`), a name in `DATASETS`, or a folder of images
+                    size:int=32, # the side of the square images: a power of two, at least 16
+                    bs:int=64, # the batch size
+                    nz:int=100, # the length of each noise vector
+                    noise:str='normal', # the noise drawn: 'normal' or 'uniform'
+                    labels=None, # True (the source's own), 'folder' (sub-folder names) or CelebA attribute names
+                    n_channels:int=None, # 1 (gray) or 3 (colour) (default: the data set's, or guessed from the files)
+                    root=None, # the folder to look for named data sets under (default: `find_dataset`'s)
+                    max_items:int=None, # use only the first this many images (default: all)
+                    cache=True, # keep decoded images: True for `cache_dir()`, a folder, or False for none
+                    on_disk:bool=False, # read the decoded images from a file on disk (`DiskImages`), not memory
+                    device=None, # where batches go (default: the GPU when there is one)
+                    **kwargs, # more `GANDataLoader` arguments for the training set
+                   ) -> DataLoaders:
+    "fastai `DataLoaders` of `(noise, [label,] image)` batches in [-1, 1] from `source`."
     device = default_device(device)        # the GPU when there is one: batches move there as uint8 and are scaled there
     x, y, vocab, desc, skipped = source_images(source, size, labels, n_channels, root, max_items, cache, on_disk)
     train = GANDataLoader(x, y, nz=nz, noise=noise, bs=bs, vocab=vocab, source=desc, device=device, skipped=skipped, **kwargs)

@@ -29,7 +29,7 @@ def is_distributed() -> bool:
 
 # %% ../nbs/09_distributed.ipynb #cb16d935
 def rank_world() -> tuple:
-    "`(rank, world size)` of this process: from `torch.distributed` once it is set up, else from `torchrun`'s environment, else `(0, 1)`."
+    "`(rank, world size)` of this process: from `torch.distributed`, else `torchrun`'s environment, else `(0, 1)`."
     if is_distributed(): return dist.get_rank(), dist.get_world_size()
     return int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1))
 
@@ -40,7 +40,7 @@ def _torchrun() -> bool: return all(k in os.environ for k in ('RANK', 'WORLD_SIZ
 def distributed(device=None, # 'cpu', 'cuda' (this process's GPU, by `LOCAL_RANK`), 'cuda:N', or None: the GPU when there is one
                 timeout:float=600, # seconds a process waits for the others at a collective before it gives up
                ):
-    "Set up `torch.distributed` from `torchrun`'s environment and yield this process's device; tear it down after. Not under torchrun: just the device."
+    "Set up `torch.distributed` from `torchrun`'s environment, yield this process's device, tear it down after."
     dev = default_device(device)
     if dev.type == 'cuda' and dev.index is None and _torchrun():
         dev = torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0)) % max(torch.cuda.device_count(), 1))
@@ -52,8 +52,11 @@ def distributed(device=None, # 'cpu', 'cuda' (this process's GPU, by `LOCAL_RANK
         if owner and dist.is_initialized(): dist.destroy_process_group()
 
 # %% ../nbs/09_distributed.ipynb #3b6c314e
-def rank0_first(f, *args, **kwargs):
-    "`f(*args, **kwargs)` in process 0 first (to decode and cache the data, say), then in the others; one process: just `f`."
+def rank0_first(f, # the function to call
+                *args, # its positional arguments
+                **kwargs, # its keyword arguments
+               ):
+    "`f(*args, **kwargs)` in process 0 first (to decode and cache the data, say), then in the others."
     if not is_distributed(): return f(*args, **kwargs)
     res, err = None, None
     if dist.get_rank() == 0:
@@ -84,7 +87,7 @@ def _average(ts:list, world:int):
 
 # %% ../nbs/09_distributed.ipynb #480b86bf
 class DistributedGAN(Callback):
-    "Train a `DCGANLearner` data-parallel over the processes of `torch.distributed`: shards, averaged gradients and values, one writer."
+    "Train a `DCGANLearner` data-parallel over `torch.distributed`: shards, averaged gradients and values, one writer."
     order = Recorder.order - 10   # averages the gradients in after_backward before GANMonitor (45) reads them
     def before_fit(self):
         if not is_distributed():
@@ -103,7 +106,8 @@ class DistributedGAN(Callback):
         torch.manual_seed(int(seed) + self.rank)     # noise and the hacks' randomness differ between processes
         learn.dist, learn.world_size = self, self.world
 
-    def total(self, t:torch.Tensor) -> torch.Tensor:
+    def total(self, t:torch.Tensor, # a tensor, the same shape in every process
+             ) -> torch.Tensor:
         "The sum of `t` over the processes (the NaN guard's count)."
         t = t.to(self.dev).clone(); dist.all_reduce(t); return t
 
@@ -132,7 +136,7 @@ class DistributedGAN(Callback):
 def to_distributed(self:DCGANLearner,
                    sync_bn:bool=False, # SyncBatchNorm: batch statistics over all processes (CUDA only)
                   ) -> DCGANLearner:
-    "Train over the processes of `torch.distributed` (set up by `distributed()` under torchrun): adds `DistributedGAN`; returns the learner."
+    "Train over `torch.distributed`'s processes (set up by `distributed()`): adds `DistributedGAN`, returns `learn`."
     if not is_distributed():
         raise RuntimeError("to_distributed needs torch.distributed: start the program with torchrun and build the learner inside distributed()")
     if sync_bn:

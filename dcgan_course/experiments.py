@@ -30,8 +30,11 @@ def _pixels(x, size):
     x = x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x.float()
     return F.adaptive_avg_pool2d(x, size).flatten(1).double().numpy()
 
-def pixel_fd(fake:torch.Tensor, real:torch.Tensor, size:int=8) -> float:
-    "Fréchet distance between Gaussians fitted to `fake` and `real` images (float in [-1, 1] or uint8) average-pooled to `size`x`size` pixels."
+def pixel_fd(fake:torch.Tensor, # generated images, float in [-1, 1] or uint8
+             real:torch.Tensor, # real images, likewise
+             size:int=8, # the side they are average-pooled to
+            ) -> float:
+    "Fréchet distance between Gaussians fitted to `fake` and `real` images, average-pooled to `size`x`size` pixels."
     return frechet_distance(*feature_stats(_pixels(fake, size)), *feature_stats(_pixels(real, size)))
 
 # %% ../nbs/20_experiments.ipynb #9ad5169a
@@ -42,7 +45,7 @@ EXPERIMENT = RECIPES['dcgan'].replace(name='experiment', note="the sweeps' base:
 def budget_epochs(steps:int, # optimizer steps (batches) the run may take
                   batches:int, # batches per epoch
                  ) -> int:
-    "The epochs that make exactly `steps` batches; an error if `batches` does not divide `steps` (pick `steps` to suit every batch size)."
+    "The epochs that make exactly `steps` batches; an error if `batches` does not divide `steps`."
     if steps % batches: raise ValueError(f"{steps} steps are not a whole number of epochs of {batches} batches: choose another budget")
     return steps // batches
 
@@ -55,9 +58,7 @@ def run_setting(n_eval:int=1000, # samples for `pixel_fd` and `diversity`
                 steps:int=None, # a fixed budget of optimizer steps (batches) instead of the recipe's epochs
                 **setting, # `Recipe` fields that differ from `EXPERIMENT`
                ) -> dict:
-    """Train `EXPERIMENT.replace(**setting)` and measure it: last-epoch losses and critic beliefs, `pixel_fd` and `diversity` of `n_eval`
-    samples, on digits the judge's `confident`, `min_share` and `entropy` (`12_quality`), monitor warnings, time; `samples` (a
-    fixed-noise batch), `history` (per-epoch metrics), the sampling `generator`."""
+    "Train `EXPERIMENT.replace(**setting)` and measure it: one result dict, a row of a sweep's table."
     r = EXPERIMENT.replace(**setting)
     dls = recipe_dls(r)
     if steps is not None: r = r.replace(epochs=budget_epochs(steps, len(dls.train)))
@@ -84,9 +85,13 @@ def run_setting(n_eval:int=1000, # samples for `pixel_fd` and `diversity`
     return out
 
 # %% ../nbs/20_experiments.ipynb #2bc680ae
-def fid_kid(generator, dls, n:int=500, seed:int=0, feature_fn=None) -> dict:
-    """FID and KID (Inception, `dcgan_course.fid`) of `n` samples of `generator` against `n` real images of `dls` (real features are cached).
-    `feature_fn` replaces Inception (for tests)."""
+def fid_kid(generator, # the generator to sample from
+            dls, # `DataLoaders` of the real images
+            n:int=500, # how many samples, and real images
+            seed:int=0, # seed of the samples and of the real images' subset
+            feature_fn=None, # images -> features, in place of Inception (for tests)
+           ) -> dict:
+    "FID and KID (Inception, `dcgan_course.fid`) of `n` samples of `generator` against `n` real images of `dls`."
     from dcgan_course.fid import real_stats, generator_features
     from dcgan_course.frechet import fid_from_features, kid_from_features
     t0 = time.time()
@@ -99,7 +104,8 @@ def fid_kid(generator, dls, n:int=500, seed:int=0, feature_fn=None) -> dict:
     return dict(fid=fid, kid=kid, kid_std=kid_std, fid_n=n, fid_seconds=time.time() - t0)
 
 # %% ../nbs/20_experiments.ipynb #d23a6582
-def grid(**axes) -> list:
+def grid(**axes, # each setting's name and the list of its values
+        ) -> list:
     "All combinations of the values in `axes`: `grid(lr=[1e-4, 2e-4], bs=[32, 64])` -> 4 setting dicts."
     keys = list(axes)
     return [dict(zip(keys, vals)) for vals in itertools.product(*(axes[k] for k in keys))]
@@ -113,9 +119,14 @@ def _key(s:dict, kwargs:dict) -> str:
     full = EXPERIMENT.replace(**{k: v for k, v in s.items() if k != 'label'}).to_dict()
     return repr(sorted(full.items())) + repr(sorted(kwargs.items()))
 
-def sweep(settings, base:dict=None, seeds=(0,), verbose:bool=True, memo:dict=None, **kwargs) -> pd.DataFrame:
-    """Run `run_setting(**base, **setting, seed=seed)` for every setting and seed; one row per run, `label` naming the setting.
-    Pass the same dict as `memo` to several sweeps to train each distinct setting only once (runs are deterministic on the CPU)."""
+def sweep(settings, # setting dicts (`Recipe` fields), e.g. from `grid`
+          base:dict=None, # fields shared by every setting
+          seeds=(0,), # the seeds each setting runs with
+          verbose:bool=True, # print a line per run
+          memo:dict=None, # a dict kept across sweeps: each distinct run trains once
+          **kwargs, # more `run_setting` arguments
+         ) -> pd.DataFrame:
+    "Run `run_setting(**base, **setting, seed=seed)` for every setting and seed: one row per run, `label` naming it."
     base, rows, t0 = dict(base or {}), [], time.time()
     for st in settings:
         for seed in seeds:
@@ -133,7 +144,11 @@ def sweep(settings, base:dict=None, seeds=(0,), verbose:bool=True, memo:dict=Non
     return pd.DataFrame(rows)
 
 # %% ../nbs/20_experiments.ipynb #32d9be79
-def plot_sweep(df:pd.DataFrame, ys=('pixel_fd', 'diversity', 'crit_loss', 'gen_loss'), title:str=None, axs=None):
+def plot_sweep(df:pd.DataFrame, # a `sweep`'s table
+               ys=('pixel_fd', 'diversity', 'crit_loss', 'gen_loss'), # the measures, one panel each
+               title:str=None, # the figure's title
+               axs=None, # matplotlib axes to draw in, one per measure (default: a new figure)
+              ):
     "One panel per measure in `ys`: a bar per setting (mean over seeds), each seed a dot."
     labels = list(dict.fromkeys(df['label']))
     if axs is None: _, axs = plt.subplots(1, len(ys), figsize=(3.2 * len(ys), 2.8))
@@ -149,7 +164,11 @@ def plot_sweep(df:pd.DataFrame, ys=('pixel_fd', 'diversity', 'crit_loss', 'gen_l
     return axs
 
 # %% ../nbs/20_experiments.ipynb #0e5bb2a1
-def show_samples(df:pd.DataFrame, n:int=36, seed:int=None, ncols:int=None):
+def show_samples(df:pd.DataFrame, # a `sweep`'s table
+                 n:int=36, # images per grid
+                 seed:int=None, # show the runs of this seed (default: the first run of each setting)
+                 ncols:int=None, # grids per row (default: all in one row)
+                ):
     "The sample grid of each run (of seed `seed`, default the first), titled by its label."
     rows = df if seed is None else df[df.seed == seed]
     rows = rows.drop_duplicates('label') if seed is None else rows
@@ -163,7 +182,10 @@ def show_samples(df:pd.DataFrame, n:int=36, seed:int=None, ncols:int=None):
     plt.tight_layout()
 
 # %% ../nbs/20_experiments.ipynb #8d0f0584
-def summary(df:pd.DataFrame, cols=('pixel_fd', 'diversity', 'd_real', 'd_fake', 'crit_loss', 'gen_loss', 'warnings', 'steps', 'seconds')):
+def summary(df:pd.DataFrame, # a `sweep`'s table
+            cols=('pixel_fd', 'diversity', 'd_real', 'd_fake', 'crit_loss', 'gen_loss', # the measures to average
+                  'warnings', 'steps', 'seconds'),
+           ):
     "Mean of the measures per setting (over seeds), in the order of the sweep."
     cols = [c for c in cols if c in df] + [c for c in ('confident', 'min_share', 'fid', 'kid') if c in df]
     return df.groupby('label', sort=False)[cols].mean().round(3)

@@ -44,8 +44,11 @@ def _check_pair(z0, z1):
     return z0, z1
 
 # %% ../nbs/06_explore.ipynb #fac27885
-def lerp(z0, z1, t) -> torch.Tensor:
-    "Linear interpolation `(1 - t) z0 + t z1`; for a sequence of `t` the results are stacked along a new first dimension."
+def lerp(z0, # the start: a latent vector (a leading batch dimension of 1 is dropped)
+         z1, # the end, the same shape as `z0`
+         t, # how far along: a number (0 at `z0`, 1 at `z1`) or a sequence of them
+        ) -> torch.Tensor:
+    "Linear interpolation `(1 - t) z0 + t z1`, stacked along a new first dimension for a sequence of `t`."
     z0, z1 = _check_pair(z0, z1)
     ts, single = _ts(t)
     w = ts.view(-1, *[1] * z0.ndim)
@@ -53,8 +56,12 @@ def lerp(z0, z1, t) -> torch.Tensor:
     return out[0] if single else out
 
 # %% ../nbs/06_explore.ipynb #0e428269
-def slerp(z0, z1, t, eps:float=1e-6) -> torch.Tensor:
-    "Spherical interpolation along the great circle from `z0` to `z1` (the straight line when they are parallel); stacked for several `t`."
+def slerp(z0, # the start: a latent vector (a leading batch dimension of 1 is dropped)
+          z1, # the end, the same shape as `z0`
+          t, # how far along: a number (0 at `z0`, 1 at `z1`) or a sequence of them
+          eps:float=1e-6, # below this sine of the angle between them, `z0` and `z1` count as parallel: `lerp`
+         ) -> torch.Tensor:
+    "Spherical interpolation along the great circle from `z0` to `z1`; stacked for several `t`."
     z0, z1 = _check_pair(z0, z1)
     ts, single = _ts(t)
     a, b = z0.flatten().double(), z1.flatten().double()
@@ -68,8 +75,12 @@ def slerp(z0, z1, t, eps:float=1e-6) -> torch.Tensor:
     return out[0] if single else out
 
 # %% ../nbs/06_explore.ipynb #4847caaa
-def interpolate(z0, z1, steps:int=8, method:str='slerp') -> torch.Tensor:
-    "`steps` latent vectors from `z0` to `z1` inclusive, stacked: `method` is 'slerp' (great circle) or 'lerp' (straight line)."
+def interpolate(z0, # the start: a latent vector
+                z1, # the end, the same shape as `z0`
+                steps:int=8, # how many vectors, both ends included (at least 2)
+                method:str='slerp', # 'slerp' (great circle) or 'lerp' (straight line)
+               ) -> torch.Tensor:
+    "`steps` latent vectors from `z0` to `z1`, both ends included, stacked along a new first dimension."
     if method not in ('slerp', 'lerp'): raise ValueError(f"method must be 'slerp' or 'lerp', got {method!r}")
     if steps < 2: raise ValueError(f"steps must be at least 2 (the two ends), got {steps}")
     return (slerp if method == 'slerp' else lerp)(z0, z1, torch.linspace(0, 1, steps))
@@ -81,7 +92,7 @@ def check_seed(seed, # the seed to check: a whole number
                name:str='seed', # what to call it in the message
                n:int=1, # seeds `seed` to `seed + n - 1` are used (a grid of `n` samples)
               ) -> int:
-    "`seed` as an `int` if it and the `n - 1` after it are seeds that name one noise each (0 to 2**64 - 1), else one clear `ValueError`."
+    "`seed` as an `int` if it and the `n - 1` after it are seeds (0 to 2**64 - 1), else one clear `ValueError`."
     hi = SEED_MAX - (n - 1)
     try: s = int(seed) if isinstance(seed, float) and seed.is_integer() else operator.index(seed)
     except TypeError: s = None
@@ -95,13 +106,16 @@ def _gen(g) -> nn.Module:
     "The generator of a learner (its sampling generator), or `g` itself."
     return getattr(g, 'sample_generator', g)
 
-def seed_latent(generator, seed:int) -> torch.Tensor:
+def seed_latent(generator, # a generator, or a learner (its sampling generator is used)
+                seed:int, # the seed that names the noise (0 to 2**64 - 1)
+               ) -> torch.Tensor:
     "The noise vector (nz, 1, 1) that `generate(generator, 1, seed=seed)` draws."
     g = _gen(generator)
     return new_noise(1, g.nz, noise_of(g), torch.Generator().manual_seed(check_seed(seed)))[0]
 
 # %% ../nbs/06_explore.ipynb #9843d38c
-def z_span(generator) -> float:
+def z_span(generator, # a generator, or a learner (its sampling generator is used)
+          ) -> float:
     "How far a coordinate of `generator`'s noise reaches: 3 (three standard deviations) for N(0, 1), 1 for U[-1, 1]."
     return 1. if noise_of(_gen(generator)) == 'uniform' else 3.
 
@@ -112,7 +126,12 @@ def _cond(g, n, label=None, attrs=None, seed=None, vocab=None):
     return None if c is None else c.expand(n, *c.shape[1:]).clone()
 
 # %% ../nbs/06_explore.ipynb #98e7e3ef
-def seed_samples(generator, seeds, label=None, attrs=None, vocab=None) -> torch.Tensor:
+def seed_samples(generator, # a generator, or a learner (its sampling generator is used)
+                 seeds, # the seeds, one image each
+                 label=None, # the class of every image, a name or an index (default: the first class)
+                 attrs=None, # the attributes: 'A=1,B=0', a dict or a tensor (default: drawn from the seed)
+                 vocab=None, # class or attribute names (default: the generator's)
+                ) -> torch.Tensor:
     "One image per seed in `seeds` (the image `generate(generator, 1, seed=s)` gives), stacked (len(seeds), C, H, W)."
     g = _gen(generator)
     seeds = list(seeds)
@@ -120,9 +139,17 @@ def seed_samples(generator, seeds, label=None, attrs=None, vocab=None) -> torch.
     return generate(g, z=zs, cond=_cond(g, len(seeds), label, attrs, seeds[0] if seeds else None, vocab))
 
 # %% ../nbs/06_explore.ipynb #0034afe4
-def interpolation_strip(generator, z0=None, z1=None, steps:int=8, method:str='slerp', seeds=(0, 1), label=None, attrs=None,
-                        vocab=None) -> torch.Tensor:
-    "Images (steps, C, H, W) along the path from `z0` to `z1` (default: the noise of `seeds`); conditional models keep one label."
+def interpolation_strip(generator, # a generator, or a learner (its sampling generator is used)
+                        z0=None, # the start's latent vector (default: the noise of `seeds[0]`)
+                        z1=None, # the end's latent vector (default: the noise of `seeds[1]`)
+                        steps:int=8, # how many images, both ends included
+                        method:str='slerp', # 'slerp' (great circle) or 'lerp' (straight line)
+                        seeds=(0, 1), # the seeds of the two ends
+                        label=None, # the class of every image, a name or an index (default: the first class)
+                        attrs=None, # the attributes: 'A=1,B=0', a dict or a tensor (default: drawn from the seed)
+                        vocab=None, # class or attribute names (default: the generator's)
+                       ) -> torch.Tensor:
+    "Images (steps, C, H, W) along the path from `z0` to `z1`; a conditional model keeps one label throughout."
     g = _gen(generator)
     z0 = seed_latent(g, seeds[0]) if z0 is None else z0
     z1 = seed_latent(g, seeds[1]) if z1 is None else z1
@@ -130,7 +157,14 @@ def interpolation_strip(generator, z0=None, z1=None, steps:int=8, method:str='sl
     return generate(g, z=zs.view(steps, -1, 1, 1), cond=_cond(g, steps, label, attrs, seeds[0], vocab))
 
 # %% ../nbs/06_explore.ipynb #778b21f0
-def interpolation_grid(generator, seeds=(0, 1, 2, 3), n:int=8, method:str='slerp', label=None, attrs=None, vocab=None) -> torch.Tensor:
+def interpolation_grid(generator, # a generator, or a learner (its sampling generator is used)
+                       seeds=(0, 1, 2, 3), # the seeds of the corners: top left, top right, bottom left, bottom right
+                       n:int=8, # images along each side
+                       method:str='slerp', # 'slerp' (great circle) or 'lerp' (straight line)
+                       label=None, # the class of every image, a name or an index (default: the first class)
+                       attrs=None, # the attributes: 'A=1,B=0', a dict or a tensor (default: drawn from the seed)
+                       vocab=None, # class or attribute names (default: the generator's)
+                      ) -> torch.Tensor:
     "An n x n grid of images (n*n, C, H, W), row-major, interpolating between the noise of four `seeds` at its corners."
     g = _gen(generator)
     if len(seeds) != 4: raise ValueError(f"interpolation_grid needs 4 seeds (the corners), got {len(seeds)}")
@@ -141,8 +175,16 @@ def interpolation_grid(generator, seeds=(0, 1, 2, 3), n:int=8, method:str='slerp
     return generate(g, z=zs, cond=_cond(g, n * n, label, attrs, seeds[0], vocab))
 
 # %% ../nbs/06_explore.ipynb #524db730
-def latent_walk(generator, dims=(0,), values=None, z=None, seed:int=0, label=None, attrs=None, vocab=None) -> torch.Tensor:
-    "Images (len(dims) * len(values), C, H, W): `z` (default: the noise of `seed`) with each coordinate in `dims` set to each of `values` (default: 9 across `z_span`)."
+def latent_walk(generator, # a generator, or a learner (its sampling generator is used)
+                dims=(0,), # the coordinates of `z` to walk along, one row each (or one int)
+                values=None, # the values each coordinate is set to (default: 9 from -`z_span` to `z_span`)
+                z=None, # the latent vector to start from (default: the noise of `seed`)
+                seed:int=0, # the seed of `z` and of a random condition
+                label=None, # the class of every image, a name or an index (default: the first class)
+                attrs=None, # the attributes: 'A=1,B=0', a dict or a tensor (default: drawn from the seed)
+                vocab=None, # class or attribute names (default: the generator's)
+               ) -> torch.Tensor:
+    "Images (len(dims) * len(values), C, H, W): `z` with each coordinate in `dims` set to each of `values`."
     g = _gen(generator)
     values = torch.linspace(-z_span(g), z_span(g), 9) if values is None else torch.as_tensor(values, dtype=torch.float32)
     dims = [dims] if isinstance(dims, int) else list(dims)
@@ -154,8 +196,11 @@ def latent_walk(generator, dims=(0,), values=None, z=None, seed:int=0, label=Non
     return generate(g, z=zs.view(len(zs), -1, 1, 1), cond=_cond(g, len(zs), label, attrs, seed, vocab))
 
 # %% ../nbs/06_explore.ipynb #b91192c7
-def to_pil(imgs:torch.Tensor, scale:int=1, nrow:int=None) -> Image.Image:
-    "A PIL image of one image (C, H, W) or a grid of a batch (n, C, H, W), in [-1, 1], enlarged `scale` times (nearest neighbour)."
+def to_pil(imgs:torch.Tensor, # one image (C, H, W) or a batch (n, C, H, W), in [-1, 1]
+           scale:int=1, # enlarge this many times (nearest neighbour)
+           nrow:int=None, # images in a row of the grid (default: `image_grid`'s)
+          ) -> Image.Image:
+    "A PIL image of one image or a grid of a batch, in [-1, 1], enlarged `scale` times (nearest neighbour)."
     imgs = imgs.detach().float().cpu()
     x = image_grid(imgs, nrow) if imgs.ndim == 4 and len(imgs) > 1 else ((imgs[0] if imgs.ndim == 4 else imgs) + 1) / 2
     a = (x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
@@ -163,14 +208,23 @@ def to_pil(imgs:torch.Tensor, scale:int=1, nrow:int=None) -> Image.Image:
     return im.resize((im.width * scale, im.height * scale), Image.NEAREST) if scale != 1 else im
 
 # %% ../nbs/06_explore.ipynb #50cb3601
-def png_bytes(imgs:torch.Tensor, scale:int=1, nrow:int=None) -> bytes:
+def png_bytes(imgs:torch.Tensor, # one image (C, H, W) or a batch (n, C, H, W), in [-1, 1]
+              scale:int=1, # enlarge this many times (nearest neighbour)
+              nrow:int=None, # images in a row of the grid (default: `image_grid`'s)
+             ) -> bytes:
     "PNG-encoded bytes of `to_pil(imgs, scale, nrow)`."
     buf = io.BytesIO(); to_pil(imgs, scale, nrow).save(buf, format='png')
     return buf.getvalue()
 
 # %% ../nbs/06_explore.ipynb #e85befd5
-def save_gif(frames, fname, duration:int=80, scale:int=4, nrow:int=None, loop:int=0) -> Path:
-    "Save `frames` (images (T, C, H, W), batches (T, n, C, H, W) or a list of either) in [-1, 1] as an animated GIF; `duration` ms each."
+def save_gif(frames, # images (T, C, H, W), batches (T, n, C, H, W) or a list of either, in [-1, 1]
+             fname, # the GIF file to write (its folder is made)
+             duration:int=80, # milliseconds each frame is shown
+             scale:int=4, # enlarge this many times (nearest neighbour)
+             nrow:int=None, # images in a row of each frame's grid (default: `image_grid`'s)
+             loop:int=0, # how many times the animation plays (0: for ever)
+            ) -> Path:
+    "Save `frames` in [-1, 1] as an animated GIF `fname`, written atomically."
     frames = list(frames)
     if not frames: raise ValueError("No frames to save")
     pils = [to_pil(f, scale, nrow) for f in frames]
@@ -181,9 +235,16 @@ def save_gif(frames, fname, duration:int=80, scale:int=4, nrow:int=None, loop:in
     return fname
 
 # %% ../nbs/06_explore.ipynb #adfab47e
-def interpolation_frames(generator, seeds=(0, 1, 2, 3), steps:int=12, method:str='slerp', closed:bool=True, label=None, attrs=None,
-                         vocab=None) -> torch.Tensor:
-    "Images along `method` paths through the noise of `seeds` in turn (and back to the first if `closed`), `steps` per leg, no repeats."
+def interpolation_frames(generator, # a generator, or a learner (its sampling generator is used)
+                         seeds=(0, 1, 2, 3), # the seeds whose noise the path visits in turn (at least 2)
+                         steps:int=12, # images per leg, from one seed up to (not including) the next
+                         method:str='slerp', # 'slerp' (great circle) or 'lerp' (straight line)
+                         closed:bool=True, # go back to the first seed at the end, for a loop
+                         label=None, # the class of every image, a name or an index (default: the first class)
+                         attrs=None, # the attributes: 'A=1,B=0', a dict or a tensor (default: drawn from the seed)
+                         vocab=None, # class or attribute names (default: the generator's)
+                        ) -> torch.Tensor:
+    "Images along `method` paths through the noise of `seeds` in turn, `steps` per leg, no repeats."
     g = _gen(generator)
     seeds = list(seeds) + ([seeds[0]] if closed else [])
     if len(seeds) < 2: raise ValueError("interpolation_frames needs at least 2 seeds")
@@ -195,20 +256,25 @@ def interpolation_frames(generator, seeds=(0, 1, 2, 3), steps:int=12, method:str
 def gif_html(fname, # an animated GIF file (e.g. from `save_gif`)
              alt:str='animation', # the text shown where images are off
             ) -> HTML:
-    "An animated GIF embedded in HTML: Jupyter shows it and `nbconvert --to html` keeps it (it drops `image/gif` outputs)."
+    "An animated GIF embedded in HTML, which `nbconvert --to html` keeps (it drops `image/gif` outputs)."
     data = base64.b64encode(Path(fname).read_bytes()).decode('ascii')
     return HTML(f'<img src="data:image/gif;base64,{data}" alt="{html.escape(alt)}" style="image-rendering: pixelated">')
 
 # %% ../nbs/06_explore.ipynb #d07b843a
-def latent_arithmetic(a, b, c) -> torch.Tensor:
-    "`mean(a) - mean(b) + mean(c)`: each a stack of latent vectors (n, nz[, 1, 1]) or a single one; the result has one vector's shape."
+def latent_arithmetic(a, # latent vectors (n, nz[, 1, 1]) or one, to add
+                      b, # latent vectors or one, to subtract
+                      c, # latent vectors or one, to add
+                     ) -> torch.Tensor:
+    "`mean(a) - mean(b) + mean(c)`, with one latent vector's shape."
     def m(v):
         v = torch.as_tensor(v).float()
         return v.mean(0) if v.ndim in (2, 4) else v
     return m(a) - m(b) + m(c)
 
 # %% ../nbs/06_explore.ipynb #f3659cba
-def attribute_direction(zs, has) -> torch.Tensor:
+def attribute_direction(zs, # latent vectors (n, nz[, 1, 1])
+                        has, # whether each has the attribute: n True/False or 1/0
+                       ) -> torch.Tensor:
     "The mean latent vector of the samples that have an attribute (`has` True/1) minus the mean of those that do not."
     zs, has = torch.as_tensor(zs).float(), torch.as_tensor(has).bool().reshape(-1)
     if len(zs) != len(has): raise ValueError(f"{len(has)} labels for {len(zs)} latent vectors")
@@ -216,14 +282,23 @@ def attribute_direction(zs, has) -> torch.Tensor:
     return zs[has].mean(0) - zs[~has].mean(0)
 
 # %% ../nbs/06_explore.ipynb #9721d098
-def jitter(z, n:int=8, scale:float=0.25, seed:int=0) -> torch.Tensor:
+def jitter(z, # a latent vector
+           n:int=8, # how many copies
+           scale:float=0.25, # the noise added reaches ± this
+           seed:int=0, # the seed of the noise added
+          ) -> torch.Tensor:
     "`n` copies of `z` plus uniform noise in [-scale, scale] (Radford et al. showed arithmetic results this way)."
     z = _vec(z)
     return z + (torch.rand(n, *z.shape, generator=torch.Generator().manual_seed(seed)) * 2 - 1) * scale
 
 # %% ../nbs/06_explore.ipynb #e089e605
-def style_grid(generator, n_styles:int=4, seed:int=0, labels=None, vocab=None) -> torch.Tensor:
-    "Rows of one noise vector each (seeds `seed`, `seed+1`, ...), columns one class each: images (n_styles * n_labels, C, H, W)."
+def style_grid(generator, # a class-conditional generator, or a learner (its sampling generator is used)
+               n_styles:int=4, # rows: one noise vector each
+               seed:int=0, # the first row's seed; the next rows use `seed+1`, ...
+               labels=None, # the classes of the columns, names or indices (default: every class)
+               vocab=None, # class names (default: the generator's)
+              ) -> torch.Tensor:
+    "Rows of one noise vector each, columns one class each: images (n_styles * n_labels, C, H, W)."
     g = _gen(generator)
     if not getattr(g, 'n_classes', None): raise ValueError("style_grid needs a class-conditional generator")
     vocab = vocab or getattr(g, 'vocab', None) or [str(i) for i in range(g.n_classes)]
@@ -232,8 +307,15 @@ def style_grid(generator, n_styles:int=4, seed:int=0, labels=None, vocab=None) -
     return generate(g, z=zs, cond=ys.repeat(n_styles))
 
 # %% ../nbs/06_explore.ipynb #60492331
-def attribute_strip(generator, attr, values=None, z=None, seed:int=0, attrs=None, vocab=None) -> torch.Tensor:
-    "Images with attribute `attr` (name or index) set to each of `values` (default 0 to 1 in 8 steps), the noise and other attributes fixed."
+def attribute_strip(generator, # an attribute-conditional generator, or a learner (its sampling generator is used)
+                    attr, # the attribute to vary: a name or an index
+                    values=None, # the values `attr` takes (default: 0 to 1 in 8 steps)
+                    z=None, # the latent vector (default: the noise of `seed`)
+                    seed:int=0, # the seed of `z` and of the other attributes
+                    attrs=None, # the other attributes: 'A=1,B=0', a dict or a tensor (default: drawn from `seed`)
+                    vocab=None, # attribute names (default: the generator's)
+                   ) -> torch.Tensor:
+    "Images with attribute `attr` set to each of `values`, the noise and the other attributes fixed."
     g = _gen(generator)
     if not getattr(g, 'n_attrs', None): raise ValueError("attribute_strip needs an attribute-conditional generator (trained with --attrs)")
     vocab = vocab or getattr(g, 'vocab', None)
@@ -248,8 +330,15 @@ def attribute_strip(generator, attr, values=None, z=None, seed:int=0, attrs=None
     return generate(g, z=z.reshape(1, -1, 1, 1).expand(len(values), -1, -1, -1), cond=cond)
 
 # %% ../nbs/06_explore.ipynb #330666fe
-def explorer_latent(generator, seed_a:int=0, seed_b:int=1, t:float=0., offsets:dict=None, method:str='slerp', n:int=1) -> torch.Tensor:
-    "The explorer's `z` (n, nz, 1, 1): sample k is `t` of the way from the noise of `seed_a + k` to that of `seed_b + k`, plus `offsets`."
+def explorer_latent(generator, # a generator, or a learner (its sampling generator is used)
+                    seed_a:int=0, # seed A: sample k starts at the noise of `seed_a + k`
+                    seed_b:int=1, # seed B: sample k ends at the noise of `seed_b + k`
+                    t:float=0., # how far from A to B (0 to 1)
+                    offsets:dict=None, # {coordinate: amount} added to every sample's `z` (default: none)
+                    method:str='slerp', # 'slerp' (great circle) or 'lerp' (straight line)
+                    n:int=1, # how many samples
+                   ) -> torch.Tensor:
+    "The explorer's `z` (n, nz, 1, 1): sample k is `t` of the way from seed `seed_a + k` to `seed_b + k`."
     g = _gen(generator)
     a, b = check_seed(seed_a, 'seed A', n), check_seed(seed_b, 'seed B', n)
     path = slerp if method == 'slerp' else lerp
@@ -260,8 +349,12 @@ def explorer_latent(generator, seed_a:int=0, seed_b:int=1, t:float=0., offsets:d
     return z.view(n, -1, 1, 1)
 
 # %% ../nbs/06_explore.ipynb #20a55ed9
-def explorer_condition(generator, label=None, attrs=None, vocab=None):
-    "The explorer's condition for one image: class `label` (name or index) or `attrs` (names switched on, or 0/1 values); None if unconditional."
+def explorer_condition(generator, # a generator, or a learner (its sampling generator is used)
+                       label=None, # the class, a name or an index (default: the first)
+                       attrs=None, # the attributes: names switched on, or one 0/1 value each (default: none on)
+                       vocab=None, # class or attribute names (default: the generator's)
+                      ):
+    "The explorer's condition for one image: class `label` or `attrs`; None for an unconditional generator."
     g = _gen(generator)
     vocab = vocab or getattr(g, 'vocab', None)
     if getattr(g, 'n_classes', None):
@@ -276,8 +369,13 @@ def explorer_condition(generator, label=None, attrs=None, vocab=None):
     return None
 
 # %% ../nbs/06_explore.ipynb #660274aa
-def explorer_image(generator, z:torch.Tensor, cond=None, scale:int=4, nrow:int=None) -> tuple:
-    "The images for `z` and `cond` as a tensor (n, C, H, W) and as PNG bytes (one image, or a grid of `nrow` a row) enlarged `scale` times."
+def explorer_image(generator, # a generator, or a learner (its sampling generator is used)
+                   z:torch.Tensor, # the noise (n, nz, 1, 1)
+                   cond=None, # the condition, one per image (default: none)
+                   scale:int=4, # enlarge the PNG this many times (nearest neighbour)
+                   nrow:int=None, # images in a row of the PNG's grid
+                  ) -> tuple:
+    "The images for `z` and `cond`: a tensor (n, C, H, W) and PNG bytes (one image, or a grid) enlarged `scale` times."
     img = generate(_gen(generator), z=z, cond=cond)
     return img, png_bytes(img[0] if len(img) == 1 else img, scale, nrow)
 
@@ -296,7 +394,7 @@ def _wrap(d:ImageDraw.ImageDraw, text:str, font, width:int) -> list:
     return lines or ['']
 
 class LatentExplorer(W.HBox):
-    "The panel `latent_explorer` returns: the image (or grid) on the left, the seeds, sliders, condition and message line on the right."
+    "The panel `latent_explorer` returns: the image (or grid) on the left, the controls on the right."
     grid, error = 1, ''                  # `latent_explorer` sets both: samples shown, and the message line's text
     def __repr__(self):
         kind = (f'{len(self.toggles.options)} classes' if isinstance(self.toggles, (W.ToggleButtons, W.Dropdown)) else
@@ -348,14 +446,14 @@ class LatentExplorer(W.HBox):
         return canvas
 
     def _repr_mimebundle_(self, **kwargs):
-        "The live widget (in Jupyter), a picture of the panel (`image/png`, for saved notebooks and docs) and a short text line."
+        "The live widget, a picture of the panel (`image/png`, for saved notebooks and docs) and a short text line."
         data = super()._repr_mimebundle_(**kwargs) or {}
         buf = io.BytesIO(); self.picture().save(buf, format='png')
         data.update({'text/plain': repr(self), 'image/png': base64.b64encode(buf.getvalue()).decode('ascii')})
         return data
 
     def close(self):
-        "Close the panel and every widget in it (no module globals here: `Widget.__del__` may call it at interpreter exit)."
+        "Close the panel and every widget in it, using no module globals (it may run at interpreter exit)."
         try:
             stack = list(self.children)
             while stack:
@@ -367,7 +465,7 @@ class LatentExplorer(W.HBox):
 
 # %% ../nbs/06_explore.ipynb #09046302
 def _fit(side:int, size:int, scale:int=None) -> tuple:
-    "The nearest-neighbour enlargement of a `side` px image (at most `scale`) that fits `size` px, and the px it is shown at."
+    "The enlargement of a `side` px image (at most `scale`) that fits in `size` px, and the px it is shown at."
     k = max(1, size // side) if scale is None else max(1, min(int(scale), size // side))
     return k, min(side * k, size)
 
@@ -386,7 +484,7 @@ def latent_explorer(generator_or_learner, # a generator, or a learner (its sampl
                     grid:int=1, # samples shown together: sample k uses seeds A+k and B+k, all share the sliders
                     size:int=288, # the image box, in px on the screen
                    ) -> LatentExplorer:
-    "An ipywidgets panel: the live image (or a grid), two seeds, a slider between them, offsets for `dims`, class or attribute toggles."
+    "An ipywidgets panel: the live image (or grid), two seeds, a slider between them, offsets, condition toggles."
     g = _gen(generator_or_learner)
     slider_range = slider_range or z_span(g)       # the offset sliders reach as far as the noise does
     if vocab is None:

@@ -30,7 +30,8 @@ __all__ = ['RUN_FILES', 'FID_PIPELINE', 'image_files', 'folder_features', 'is_ru
            'real_stats', 'compute_fid', 'FIDCallback']
 
 # %% ../nbs/04c_fid.ipynb #55897768
-def image_files(path) -> list:
+def image_files(path, # a folder of images (searched recursively)
+               ) -> list:
     "The image files under folder `path` (`data.find_images`: links followed once); `DataError` if there are none."
     p = Path(path).expanduser()
     if not p.exists(): raise DataError(f"Path not found: {p}")
@@ -50,8 +51,16 @@ def _read_rgb(f):
         with Image.open(f) as im: return torch.from_numpy(np.array(convert_image(im, 'RGB'), dtype=np.uint8)).permute(2, 0, 1)
     except Exception as e: return e
 
-def folder_features(path, n:int=None, seed:int=0, bs:int=32, device=None, weights=None, progress:bool=False,
-                    feature_fn=None, n_workers:int=4) -> torch.Tensor:
+def folder_features(path, # a folder of images (searched recursively)
+                    n:int=None, # how many images, a seeded random subset (default: all)
+                    seed:int=0, # seed of the random subset
+                    bs:int=32, # images per batch
+                    device=None, # where to run the network (default: the GPU if there is one)
+                    weights=None, # an FID Inception weights file (default: `find_fid_weights` looks for one)
+                    progress:bool=False, # show a progress bar (a string is its label)
+                    feature_fn=None, # a network to use instead of the Inception, e.g. a small one in tests
+                    n_workers:int=4, # threads reading and decoding the image files
+                   ) -> torch.Tensor:
     "FID features of the images in folder `path` (all, or `n` seeded random ones), each resized to 299 on its own."
     files = image_files(path)
     files = [files[i] for i in _pick(len(files), n, seed)]
@@ -72,7 +81,8 @@ def folder_features(path, n:int=None, seed:int=0, bs:int=32, device=None, weight
 # %% ../nbs/04c_fid.ipynb #bac3fa00
 RUN_FILES = ('generator.safetensors', 'generator.json', 'generator.pth', 'checkpoint.pth')
 
-def is_run_dir(path) -> bool:
+def is_run_dir(path, # a folder or file path
+              ) -> bool:
     "Whether `path` is a training run folder (it has one of `RUN_FILES`) or a generator or checkpoint file."
     p = Path(path).expanduser()
     if p.is_dir(): return any((p/f).is_file() for f in RUN_FILES)
@@ -87,9 +97,18 @@ def _sample_cond(g, n, seed, labels=None) -> tuple:
     return (sample_condition(g, n, seed=seed),)
 
 # %% ../nbs/04c_fid.ipynb #a3082310
-def generator_features(generator, n:int, seed:int=0, bs:int=32, device=None, weights=None, progress:bool=False,
-                       feature_fn=None, z:torch.Tensor=None, cond=None) -> torch.Tensor:
-    "FID features of `n` images from `generator` (seeded noise, or the given `z` and `cond`), generated and featurised `bs` at a time."
+def generator_features(generator, # a generator module (its `nz` tells the noise size)
+                       n:int, # how many images to generate
+                       seed:int=0, # seed of the noise (and of the condition, for a conditional generator)
+                       bs:int=32, # images generated and featurised at a time
+                       device=None, # where to run the network (default: the GPU if there is one)
+                       weights=None, # an FID Inception weights file (default: `find_fid_weights` looks for one)
+                       progress:bool=False, # show a progress bar (a string is its label)
+                       feature_fn=None, # a network to use instead of the Inception, e.g. a small one in tests
+                       z:torch.Tensor=None, # the noise to use instead of seeded noise (default: seeded)
+                       cond=None, # the condition to use, e.g. real labels (default: `core.sample_condition`'s)
+                      ) -> torch.Tensor:
+    "FID features of `n` images from `generator` (seeded noise, or the given `z` and `cond`)."
     from dcgan_course.learner import generate
     if n is not None and n < 1: raise DataError(f"Number of samples must be positive, got {n}")
     if z is None:
@@ -130,9 +149,18 @@ def _cached(key:dict, compute, cache=True) -> dict:
     return d
 
 # %% ../nbs/04c_fid.ipynb #84a13c44
-def real_stats(images:torch.Tensor, source:str='', n:int=None, seed:int=0, bs:int=32, device=None, weights=None,
-               progress:bool=False, feature_fn=None, cache:bool=True) -> dict:
-    "Features, mean and covariance of `n` seeded-random images of the uint8 tensor `images` (N, C, H, W), cached on disk."
+def real_stats(images:torch.Tensor, # uint8 images (N, C, H, W), e.g. a data set's
+               source:str='', # a name for the images in the cache key, e.g. the data folder (default: none)
+               n:int=None, # how many images, a seeded random subset (default: all)
+               seed:int=0, # seed of the random subset
+               bs:int=32, # images per batch
+               device=None, # where to run the network (default: the GPU if there is one)
+               weights=None, # an FID Inception weights file (default: `find_fid_weights` looks for one)
+               progress:bool=False, # show a progress bar (a string is its label)
+               feature_fn=None, # a network to use instead of the Inception, e.g. a small one in tests
+               cache:bool=True, # read and write the disk cache (`cache_dir`)
+              ) -> dict:
+    "Features, mean and covariance of `n` seeded-random images of the uint8 tensor `images`, cached on disk."
     x = images[torch.as_tensor(_pick(len(images), n, seed))]
     wid = _weights_id(weights, feature_fn)
     key = dict(source=str(source), size=list(x.shape[1:]), n=len(x), seed=seed, dtype=str(x.dtype), weights=wid, pipeline=FID_PIPELINE,
@@ -167,9 +195,19 @@ def _describe(src):
     return 'folder', len(image_files(p)), p
 
 # %% ../nbs/04c_fid.ipynb #fd609c7a
-def compute_fid(a, b, n:int=None, kid:bool=False, seed:int=0, bs:int=32, device=None, weights=None, progress:bool=False,
-                feature_fn=None, cache:bool=True) -> dict:
-    "FID (and KID) between `a` and `b`: folders, run dirs, generators or image tensors; returns a dict with the numbers and counts."
+def compute_fid(a, # one side: a folder, a run folder, a generator (module or file) or a uint8 image tensor
+                b, # the other side, any of the same
+                n:int=None, # images per side, seeded random ones (default: all; a generator matches the other side)
+                kid:bool=False, # also compute KID (`kid`, `kid_std`)
+                seed:int=0, # seed of the subsets, the noise and KID's subsets
+                bs:int=32, # images per batch
+                device=None, # where to run the network (default: the GPU if there is one)
+                weights=None, # an FID Inception weights file (default: `find_fid_weights` looks for one)
+                progress:bool=False, # show a progress bar (a string is its label)
+                feature_fn=None, # a network to use instead of the Inception, e.g. a small one in tests
+                cache:bool=True, # read and write the disk cache of folder features (`cache_dir`)
+               ) -> dict:
+    "FID (and KID) between `a` and `b`: a dict with the numbers, the counts and kinds of both sides, and the seconds."
     t0 = time.time()
     if n is not None and n < 2: raise DataError(f"--n must be at least 2 (FID needs a covariance), got {n}")
     sides = [_describe(s) for s in (a, b)]
@@ -194,10 +232,21 @@ def compute_fid(a, b, n:int=None, kid:bool=False, seed:int=0, bs:int=32, device=
 
 # %% ../nbs/04c_fid.ipynb #385ed365
 class FIDCallback(Callback):
-    "Every `every` epochs: FID (and KID) of `n_samples` generated vs real images, logged as recorder metrics; keeps the best generator."
+    "Every `every` epochs: FID (and KID) of `n_samples` generated vs real images, as recorder metrics."
     order, rank0_only = Recorder.order - 10, True   # before the Recorder, which reads the metric names in before_fit
-    def __init__(self, every:int=1, n_samples:int=1000, kid:bool=True, seed:int=0, bs:int=50, device=None, weights=None,
-                 save_best:bool=True, feature_fn=None, cache:bool=True, progress:bool=False):
+    def __init__(self,
+                 every:int=1, # score every this many epochs
+                 n_samples:int=1000, # images per side (generated and real)
+                 kid:bool=True, # also log KID
+                 seed:int=0, # seed of the fixed noise, the real subset and KID's subsets
+                 bs:int=50, # images per batch
+                 device=None, # where to run the network (default: the GPU if there is one)
+                 weights=None, # an FID Inception weights file (default: `find_fid_weights` looks for one)
+                 save_best:bool=True, # save the best-FID generator to the run folder (`generator_best_fid.safetensors`)
+                 feature_fn=None, # a network to use instead of the Inception, e.g. a small one in tests
+                 cache:bool=True, # cache the real images' features on disk (`cache_dir`)
+                 progress:bool=False, # show a progress bar (a string is its label)
+                ):
         if int(every) < 1: raise ValueError(f"every must be a positive number of epochs, got {every}")
         if int(n_samples) < 2: raise DataError(f"n_samples must be at least 2 (FID needs a covariance), got {n_samples}")
         store_attr('every,n_samples,kid,seed,bs,device,weights,save_best,feature_fn,cache,progress')
@@ -281,7 +330,8 @@ class FIDCallback(Callback):
             self.run_path.mkdir(parents=True, exist_ok=True)
             fig.savefig(self.run_path/'fid.png', dpi=100, bbox_inches='tight')
 
-    def plot(self, ax=None):
+    def plot(self, ax=None, # a matplotlib axes to draw on (default: a new figure)
+            ):
         "FID per scored epoch, the best one marked."
         if ax is None: _, ax = plt.subplots(figsize=(5, 3))
         ep, f = [h['epoch'] for h in self.history], [h['fid'] for h in self.history]
@@ -291,7 +341,7 @@ class FIDCallback(Callback):
         return ax
 
     def load_best(self):
-        "Put the best-FID weights back into the learner's sampling generator (from memory, or the run folder after a resume)."
+        "Put the best-FID weights back into the learner's sampling generator."
         if self.best_state is None:
             files = [] if self.run_path is None else [self.run_path/f'generator_best_fid.{x}' for x in ('safetensors', 'pth')]
             f = next((f for f in files if f.exists()), None)

@@ -25,7 +25,12 @@ def _as_stats(mu, sigma, which='') -> tuple:
     if not (np.isfinite(mu).all() and np.isfinite(sigma).all()): raise ValueError(f"Statistics {which} contain NaN or inf")
     return mu, sigma
 
-def frechet_distance_sqrtm(mu1, sigma1, mu2, sigma2, eps:float=1e-6) -> float:
+def frechet_distance_sqrtm(mu1, # mean of the first set's features, shape (d,)
+                           sigma1, # covariance of the first set's features, shape (d, d)
+                           mu2, # mean of the second set's features, shape (d,)
+                           sigma2, # covariance of the second set's features, shape (d, d)
+                           eps:float=1e-6, # diagonal offset added when the square root is not finite
+                          ) -> float:
     "pytorch-fid's Fréchet distance: `scipy.linalg.sqrtm` of the covariance product, in float64 (the slow reference)."
     mu1, sigma1 = _as_stats(mu1, sigma1, 'A'); mu2, sigma2 = _as_stats(mu2, sigma2, 'B')
     diff = mu1 - mu2
@@ -40,8 +45,9 @@ def frechet_distance_sqrtm(mu1, sigma1, mu2, sigma2, eps:float=1e-6) -> float:
     return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
 # %% ../nbs/04a_frechet.ipynb #0f4b70a3
-def psd_factor(S) -> np.ndarray:
-    "L of shape (d, r), r the numerical rank, with S = L @ L.T: pivoted Cholesky (LAPACK dpstrf) of a symmetric PSD matrix."
+def psd_factor(S, # a symmetric positive semi-definite matrix, shape (d, d)
+              ) -> np.ndarray:
+    "L of shape (d, r), r the numerical rank, with S = L @ L.T: pivoted Cholesky (LAPACK dpstrf) of a PSD matrix."
     S = np.asarray(S, np.float64)
     c, piv, rank, info = lapack.dpstrf(S, lower=1)      # stops at the rank, tolerance d·eps·max(diag)
     if info < 0: raise ValueError(f"dpstrf: argument {-info} is invalid")
@@ -50,7 +56,9 @@ def psd_factor(S) -> np.ndarray:
     return L
 
 # %% ../nbs/04a_frechet.ipynb #95124d2c
-def trace_sqrt_product(sigma1, sigma2) -> float:
+def trace_sqrt_product(sigma1, # a symmetric PSD matrix, shape (d, d)
+                       sigma2, # another symmetric PSD matrix of the same shape
+                      ) -> float:
     "Tr((sigma1 @ sigma2)^½) for symmetric PSD matrices: the eigenvalues of the symmetric Lᵀ sigma2 L, sigma1 = L Lᵀ."
     L = psd_factor(sigma1)
     if L.shape[1] == 0: return 0.
@@ -60,7 +68,11 @@ def trace_sqrt_product(sigma1, sigma2) -> float:
     return float(np.sqrt(ev[ev > tol]).sum())
 
 # %% ../nbs/04a_frechet.ipynb #4bbeb514
-def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
+def frechet_distance(mu1, # mean of the first set's features, shape (d,)
+                     sigma1, # covariance of the first set's features, shape (d, d)
+                     mu2, # mean of the second set's features, shape (d,)
+                     sigma2, # covariance of the second set's features, shape (d, d)
+                    ) -> float:
     "Fréchet distance between Gaussians (mu1, sigma1) and (mu2, sigma2), in float64; never NaN or complex; 0 at best."
     mu1, sigma1 = _as_stats(mu1, sigma1, 'A'); mu2, sigma2 = _as_stats(mu2, sigma2, 'B')
     if len(mu1) != len(mu2): raise ValueError(f"Statistics of different dimension: {len(mu1)} and {len(mu2)}")
@@ -86,13 +98,17 @@ def _warn_few(n1, n2, what='FID'):
                       f"compare FIDs only at equal n (papers use 10,000+), or use KID for small sets", stacklevel=3)
 
 # %% ../nbs/04a_frechet.ipynb #4b5bfacd
-def feature_stats(feats) -> tuple:
+def feature_stats(feats, # features, an array or tensor of shape (n, d), n >= 2
+                 ) -> tuple:
     "Mean and covariance (float64, divided by n-1) of `feats` (n, d)."
     x = _as_features(feats)
     return x.mean(0), np.cov(x, rowvar=False)
 
 # %% ../nbs/04a_frechet.ipynb #e291a620
-def fid_from_features(feats1, feats2, warn:bool=True) -> float:
+def fid_from_features(feats1, # the first set's features, shape (n1, d)
+                      feats2, # the second set's features, shape (n2, d)
+                      warn:bool=True, # warn when a set has fewer than `MIN_FID_SAMPLES` rows
+                     ) -> float:
     "FID between two sets of features (n1, d) and (n2, d); exact low-rank route when a set has fewer rows than columns."
     x1, x2 = _as_features(feats1, 'A'), _as_features(feats2, 'B')
     if x1.shape[1] != x2.shape[1]: raise DataError(f"Feature sets of different dimension: {x1.shape[1]} and {x2.shape[1]}")
@@ -113,7 +129,12 @@ def _mmd2_unbiased(Kxx, Kyy, Kxy) -> float:
     syy = (Kyy.sum() - np.trace(Kyy)) / (n * (n - 1))
     return float(sxx + syy - 2 * Kxy.sum() / (m * n))
 
-def kid_from_features(feats1, feats2, n_subsets:int=100, subset_size:int=1000, seed:int=0) -> tuple:
+def kid_from_features(feats1, # the first set's features, shape (n1, d)
+                      feats2, # the second set's features, shape (n2, d)
+                      n_subsets:int=100, # how many random subsets to average over
+                      subset_size:int=1000, # rows per subset (half the smaller set when that is fewer)
+                      seed:int=0, # seed of the subsets' random choice
+                     ) -> tuple:
     "Kernel Inception Distance: (mean, std) over `n_subsets` random subsets of the unbiased MMD² with the cubic kernel."
     x1, x2 = _as_features(feats1, 'A'), _as_features(feats2, 'B')
     if x1.shape[1] != x2.shape[1]: raise DataError(f"Feature sets of different dimension: {x1.shape[1]} and {x2.shape[1]}")

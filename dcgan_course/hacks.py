@@ -22,15 +22,13 @@ __all__ = ['AUGMENTS', 'SwapLabels', 'LabelSmoothing', 'FlipLabels', 'fit_pct', 
 
 # %% ../nbs/03_hacks.ipynb #50d58545
 class SwapLabels(Callback):
-    """Swap the labels: the critic learns real = 0, fake = 1, and the generator's target becomes 0 to match.
-    From the Simpsons-faces DCGAN (seed 004); the loss is symmetric, so this changes nothing but the numbers, unless combined with
-    one-sided smoothing or flips, whose meaning it keeps (they act on real/fake, not on 1/0)."""
+    "Swap the labels: the critic learns real = 0, fake = 1, and the generator's target becomes 0 to match."
     order = 1
     def before_critic(self):
         self.learn.real_target, self.learn.fake_target = 1 - self.learn.real_target, 1 - self.learn.fake_target
     def before_generator(self): self.learn.gen_target = 1 - self.learn.gen_target
     def after_loss(self):
-        "Keep the metrics `d_real`, `d_fake` meaning 'the critic's probability that the image is real' (here σ(logit) is P(fake))."
+        "Keep `d_real`, `d_fake` as the critic's probability that an image is real (here σ(logit) is P(fake))."
         if not self.learn.gen_mode and self.learn.d_real is not None:
             self.learn.d_real, self.learn.d_fake = 1 - self.learn.d_real, 1 - self.learn.d_fake
 
@@ -47,11 +45,12 @@ def _check_hard(t, name):
                          "(label callbacks run in the order SwapLabels, LabelSmoothing, FlipLabels)")
 
 class LabelSmoothing(Callback):
-    """Soft labels for the critic (ganhacks #6): each real target is drawn uniformly from `real` = (low, high) (seed 004: (0.7, 1.2));
-    with `fake` = (low, high) fake targets are soft too (seed 004: (0, 0.3)). A single number is a fixed target: `real=0.9` is Salimans et
-    al.'s (2016) one-sided smoothing. With `SwapLabels` the ranges are mirrored (real in [1-high, 1-low])."""
+    "Soft labels for the critic (ganhacks #6): real targets drawn uniformly from `real`, fake ones from `fake`."
     order = SwapLabels.order + 1   # targets are changed in the order SwapLabels, LabelSmoothing, FlipLabels
-    def __init__(self, real=(0.7, 1.2), fake=None):
+    def __init__(self,
+                 real=(0.7, 1.2), # real targets: a (low, high) range to draw from uniformly, or one number
+                 fake=None, # fake targets, likewise (None: hard zeros)
+                ):
         self.real = _range(real, 'real')
         self.fake = None if fake is None else _range(fake, 'fake')
 
@@ -72,11 +71,11 @@ class LabelSmoothing(Callback):
 
 # %% ../nbs/03_hacks.ipynb #1f2280a1
 class FlipLabels(Callback):
-    """Flip a random fraction `p` of the critic's targets, `t -> 1 - t`, real and fake alike (ganhacks #6, "occasionally flip the labels";
-    HomoGAN (seed 001) and the Simpsons DCGAN (seed 004) flip 5%). Runs after swapping and smoothing, so a soft real 0.9 becomes 0.1.
-    `n_flipped`, `n_seen` count what it did in the last fit."""
+    "Flip a random fraction `p` of the critic's targets, `t -> 1 - t`, real and fake alike (ganhacks #6)."
     order = LabelSmoothing.order + 1
-    def __init__(self, p:float=0.05):
+    def __init__(self,
+                 p:float=0.05, # the fraction of the critic's targets flipped
+                ):
         if not 0 <= p <= 1: raise ValueError(f"The fraction of labels to flip must be in [0, 1], got {p}")
         self.p = p
     def before_fit(self): self._n_flipped, self.n_seen = 0, 0
@@ -90,16 +89,19 @@ class FlipLabels(Callback):
         self.learn.real_target, self.learn.fake_target = self._flip(self.learn.real_target), self._flip(self.learn.fake_target)
 
 # %% ../nbs/03_hacks.ipynb #77d37dec
-def fit_pct(learn) -> float:
-    "The fraction of the fit done at this batch: fastai's `pct_train` in a fresh fit, and still right in a fit resumed at a later epoch."
+def fit_pct(learn, # a learner, during a fit
+           ) -> float:
+    "The fraction of the fit done at this batch: fastai's `pct_train`, still right in a fit resumed at a later epoch."
     return min(1., (learn.epoch + learn.iter / max(learn.n_iter, 1)) / max(learn.n_epoch, 1))
 
 # %% ../nbs/03_hacks.ipynb #bd169b8f
 class InstanceNoise(Callback):
-    """Add Gaussian noise to every image the critic sees (real, and fake in both phases), std `sigma` annealed linearly to 0 over the fit
-    (ganhacks #9; Sønderby et al. 2016, Arjovsky & Bottou 2017). `anneal=False` keeps it constant. The current std is `learn.noise_sigma`."""
+    "Add Gaussian noise of std `sigma` to every image the critic sees, annealed linearly to 0 over the fit."
     order = 10
-    def __init__(self, sigma:float=0.1, anneal:bool=True):
+    def __init__(self,
+                 sigma:float=0.1, # the noise's std at the start of the fit
+                 anneal:bool=True, # bring it linearly down to 0 over the fit (False: constant)
+                ):
         if sigma < 0: raise ValueError(f"The instance noise std must be non-negative, got {sigma}")
         store_attr('sigma,anneal')
 
@@ -116,7 +118,7 @@ def translate(x:torch.Tensor, # images (N, C, H, W)
               ratio:float=0.125, # the largest shift, as a fraction of the side
               fill:float=0., # the value of the pixels that come in
              ) -> torch.Tensor:
-    "Shift each image by its own random whole number of pixels, up to `ratio` of the side each way (DiffAugment's translation)."
+    "Shift each image by its own random whole number of pixels, up to `ratio` of the side each way."
     n, _, h, w = x.shape
     dy, dx = int(h * ratio + 0.5), int(w * ratio + 0.5)
     if not (dy or dx): return x
@@ -132,7 +134,7 @@ def cutout(x:torch.Tensor, # images (N, C, H, W)
            ratio:float=0.5, # the square's side, as a fraction of the image's
            fill:float=0., # the value of the blanked pixels
           ) -> torch.Tensor:
-    "Blank one random square of `ratio` of the side in each image; its centre may lie on the edge, so part of it may fall outside (DiffAugment's cutout)."
+    "Blank one random square of `ratio` of the side in each image (DiffAugment's cutout)."
     n, _, h, w = x.shape
     ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
     top = torch.randint(0, h + 1 - ch % 2, (n, 1, 1), device=x.device) - ch // 2
@@ -157,11 +159,11 @@ def augment_policy(policy:str, # names from `AUGMENTS`, comma-separated, e.g. 't
 
 # %% ../nbs/03_hacks.ipynb #743c54e8
 class DiffAugment(Callback):
-    """Differentiable augmentation (Zhao et al. 2020): every image the critic sees, real and fake, in both phases, goes through the
-    `policy`'s random transforms (`AUGMENTS`, comma-separated), so that the critic cannot remember a small data set; the generator's
-    gradient flows back through them. Before `InstanceNoise`, which then blurs the augmented images."""
+    "Differentiable augmentation (Zhao et al. 2020): `policy`'s random transforms on every image the critic sees."
     order = InstanceNoise.order - 1
-    def __init__(self, policy:str='translation'): self.policy, self.fns = policy, augment_policy(policy)
+    def __init__(self,
+                 policy:str='translation', # names from `AUGMENTS`, comma-separated
+                ): self.policy, self.fns = policy, augment_policy(policy)
     def _aug(self, x):
         for f in self.fns: x = f(x)
         return x
@@ -170,9 +172,11 @@ class DiffAugment(Callback):
 
 # %% ../nbs/03_hacks.ipynb #9f6ffa12
 class LRDecay(Callback):
-    "Decay each parameter group's learning rate linearly, from the fit's value at its start to `end` times it at its end (exact on resume)."
+    "Decay each group's learning rate linearly to `end` times its value at the fit's start (exact on resume)."
     order = 0
-    def __init__(self, end:float=0.):
+    def __init__(self,
+                 end:float=0., # the final learning rate, as a fraction of the fit's first one
+                ):
         if not 0 <= end <= 1: raise ValueError(f"The learning rate's final fraction must be in [0, 1], got {end}")
         self.end = end
     def before_fit(self): self.base = [h['lr'] for h in self.opt.hypers]     # fastai's `fit` has just set them
@@ -189,10 +193,11 @@ def _remove_metrics(learn, owner): learn.metrics = [m for m in learn.metrics if 
 
 # %% ../nbs/03_hacks.ipynb #ac089ab9
 class SkipCritic(Callback):
-    """HomoGAN's rule (seed 001): skip the critic's step while the generator's last loss is above `threshold` (the generator still steps).
-    Adds the metric `crit_skipped`: the fraction of the epoch's batches whose critic step was skipped."""
+    "HomoGAN's rule (seed 001): skip the critic's step while the generator's last loss is above `threshold`."
     order = 5
-    def __init__(self, threshold:float): self.threshold = float(threshold)
+    def __init__(self,
+                 threshold:float, # the generator loss above which the critic's step is skipped
+                ): self.threshold = float(threshold)
     def before_fit(self):
         self.last_gen_loss, self.n_skipped = None, 0
         self._mets = [ValueMetric(lambda: self.ep_skipped / max(self.ep_batches, 1), 'crit_skipped')]
@@ -210,12 +215,12 @@ class SkipCritic(Callback):
 
 # %% ../nbs/03_hacks.ipynb #93472ffd
 class GeneratorEMA(Callback):
-    """Keep an exponential moving average of the generator's weights in `learn.ema_generator`, updated after each generator step (one `foreach` kernel), with
-    decay `min(decay, (1+n)/(10+n))` after `n` updates (`warmup=False`: always `decay`); batchnorm buffers are copied.
-    The learner samples and saves from it, and keeps the count `n` in `learn.ema_updates`, which checkpoints carry.
-    From Yazıcı et al. (2019) and Karras et al.'s ProGAN/StyleGAN."""
+    "Keep an exponential moving average of the generator's weights in `learn.ema_generator`."
     order = Recorder.order + 15   # any order serves its after_step; it sits among the run-folder callbacks, before the Checkpoint (Recorder + 20)
-    def __init__(self, decay:float=0.999, warmup:bool=True):
+    def __init__(self,
+                 decay:float=0.999, # how much of the average each update keeps
+                 warmup:bool=True, # a smaller decay, `(1+n)/(10+n)`, over the first updates
+                ):
         if not 0 <= decay < 1: raise ValueError(f"The EMA decay must be in [0, 1), got {decay}")
         store_attr('decay,warmup')
 
@@ -267,16 +272,16 @@ def _diversity(fake, real, n:int=64) -> torch.Tensor:
     r = _mean_pairwise(real, n)
     return torch.where(r > 0, _mean_pairwise(fake, n) / r, torch.full_like(r, float('nan')))
 
-def batch_diversity(fake:torch.Tensor, real:torch.Tensor, n:int=64) -> float:
-    """Mean pairwise L2 distance among (up to `n` of) the `fake` images, over the same for `real`, after standardising each image
-    (zero mean, unit std): ~1 as varied as the data, ~0 collapsed to one image. Contrast-free, so faint early fakes are not 'collapsed'."""
+def batch_diversity(fake:torch.Tensor, # generated images
+                    real:torch.Tensor, # real images, the reference
+                    n:int=64, # images used from each, at most
+                   ) -> float:
+    "Mean pairwise L2 distance among the `fake` images over the same for `real`: ~1 as varied as the data."
     return _diversity(fake, real, n).item()
 
 # %% ../nbs/03_hacks.ipynb #d057bc6b
 class SustainedExcess:
-    """An alarm relative to a series' own level: after `warmup` values, one over `ratio` times the median of the last
-    `window` (its usual level) is an excess, and `n` excesses in a row are an event, once per streak.
-    A non-finite value is an excess."""
+    "An alarm relative to a series' own level: `n` excesses in a row over its usual level are an event."
     def __init__(self, ratio:float=5., # how many times the usual level counts as an excess
                  n:int=3, # excesses in a row that make an event
                  warmup:int=8, # values seen before any can be an excess
@@ -310,12 +315,7 @@ _ADVICE = dict(grad_norm='ganhacks #8: try a lower learning rate', critic_won=_W
                collapse='mode collapse: try minibatch standard deviation, mbstd')
 
 class GANMonitor(Callback):
-    """ganhacks #8's early-failure signs, each judged against the run itself: a gradient norm that stays `grad_ratio`
-    times above its network's usual level (`SustainedExcess`); the critic's loss below `crit_loss_eps`, or D(x) and
-    D(G(z)) pinned within `d_eps` of 0 or 1, for `patience` steps in a row; fakes less varied than `min_diversity` times
-    the reals. Keeps `events` and `trace` (the norms), prints at most one line per epoch on standard error, and adds the
-    metrics `warnings`, `d_grad`, `g_grad`, `diversity`. Norms and diversity are measured on the learner's check batches
-    (`learn.at_check()`); every critic step's loss and D values count, kept on the device and read on those batches."""
+    "ganhacks #8's early-failure signs, each judged against the run itself."
     order, rank0_only = Recorder.order - 5, True   # before the Recorder reads the metric names and values
     def __init__(self, crit_loss_eps:float=0.01, # the critic's loss counts as collapsed below this
                  patience:int=20, # critic steps in a row with a collapsed loss or pinned D values that make an event
@@ -431,11 +431,18 @@ class GANMonitor(Callback):
     def after_fit(self): _remove_metrics(self.learn, self)
 
 # %% ../nbs/03_hacks.ipynb #dd211771
-def hack_callbacks(label_smoothing=None, fake_smoothing=None, flip_labels:float=0., swap_labels:bool=False, instance_noise:float=0.,
-                   diffaug:str=None, lr_decay:bool=False, ema:float=None, skip_critic_above:float=None, monitor:bool=True) -> list:
-    """The GAN-hack callbacks for `dcgan_train`'s flags: `label_smoothing` (low, high) or a number for real targets, `fake_smoothing`
-    (low, high) for fake ones, `flip_labels` P, `swap_labels`, `instance_noise` SIGMA, `diffaug` POLICY, `lr_decay`, `ema` DECAY,
-    `skip_critic_above` T (HomoGAN), `monitor` (ganhacks #8's warnings). Falsy values leave a hack out."""
+def hack_callbacks(label_smoothing=None, # real targets: a (low, high) range or a number (`LabelSmoothing`)
+                   fake_smoothing=None, # fake targets: a (low, high) range or a number
+                   flip_labels:float=0., # the fraction of the critic's targets flipped (`FlipLabels`)
+                   swap_labels:bool=False, # real = 0, fake = 1 (`SwapLabels`)
+                   instance_noise:float=0., # the std of the instance noise at the start (`InstanceNoise`)
+                   diffaug:str=None, # a DiffAugment policy, e.g. 'translation,cutout' (`DiffAugment`)
+                   lr_decay:bool=False, # decay the learning rates linearly to 0 (`LRDecay`)
+                   ema:float=None, # the decay of an EMA of the generator (`GeneratorEMA`)
+                   skip_critic_above:float=None, # skip critic steps while the generator's loss exceeds this
+                   monitor:bool=True, # ganhacks #8's warnings (`GANMonitor`)
+                  ) -> list:
+    "The GAN-hack callbacks for `dcgan_train`'s flags; falsy values leave a hack out."
     cbs = []
     if swap_labels: cbs.append(SwapLabels())
     if label_smoothing is not None or fake_smoothing is not None:

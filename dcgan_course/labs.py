@@ -43,8 +43,9 @@ def hardware() -> str:
 PHOTOS = {'cat': 'chelsea', 'astronaut': 'astronaut', 'coffee': 'coffee', 'rocket': 'rocket', 'motorcycle': 'stereo_motorcycle',
           'galaxies': 'hubble_deep_field'}
 
-def sample_photos(names=None) -> dict:
-    "scikit-image's RGB sample photographs (shipped with the package, no download) as {name: uint8 array (H, W, 3)}; see `PHOTOS`."
+def sample_photos(names=None, # keys of `PHOTOS` to load (default: all of them)
+                 ) -> dict:
+    "scikit-image's RGB sample photographs as {name: uint8 array (H, W, 3)}; see `PHOTOS`."
     try: import skimage.data as sd
     except ImportError: raise DataError("The sample photographs come from scikit-image: pip install scikit-image") from None
     out = {}
@@ -55,8 +56,13 @@ def sample_photos(names=None) -> dict:
     return out
 
 # %% ../nbs/29_labs.ipynb #37acc130
-def photo_crops(photo:np.ndarray, n:int, size, seed:int=0, min_frac:float=0.45) -> list:
-    "`n` random square crops of `photo` (each side a random fraction of its shorter side, at least `min_frac`), randomly mirrored, resized to `size` (an int or (w, h))."
+def photo_crops(photo:np.ndarray, # an RGB photograph, uint8 (H, W, 3)
+                n:int, # how many crops
+                size, # their size: an int (square) or (w, h)
+                seed:int=0, # seed of the random crops and mirrorings
+                min_frac:float=0.45, # smallest crop side, as a fraction of the photograph's shorter side
+               ) -> list:
+    "`n` random square crops of `photo` as PIL images, randomly mirrored, resized to `size`."
     rng = np.random.default_rng(seed)
     h, w = photo.shape[:2]
     wh = (size, size) if isinstance(size, int) else tuple(size)
@@ -102,8 +108,12 @@ def _faces_rgb(n, size, seed):
     idx = np.random.default_rng(seed).permutation(len(x))[:n]
     return [Image.fromarray(x[i, 0].numpy()).resize((size, size), Image.BICUBIC).convert('RGB') for i in idx]
 
-def make_fixture(name:str, root, n:int=None, seed:int=0) -> Path:
-    "Write a small data set of real images in the on-disk layout of data set `name` under `root`; return its image folder. `n`: images (per class for MNIST and CIFAR-10)."
+def make_fixture(name:str, # a data set of `FIXTURE_SOURCES` ('mnist', 'cifar10', 'celeba', ...)
+                 root, # the folder to write it under
+                 n:int=None, # how many images, per class for MNIST and CIFAR-10 (default: a few dozen, by data set)
+                 seed:int=0, # seed of the crops, the faces chosen and the placeholder attributes
+                ) -> Path:
+    "Write a small data set of real images in the layout of data set `name` under `root`; return its image folder."
     name, root = name.lower(), Path(root).expanduser()
     if name not in FIXTURE_SOURCES: raise DataError(f"No fixture for {name!r}; known: {', '.join(FIXTURE_SOURCES)}")
     n = n or _FIXTURE_N[name]
@@ -158,7 +168,8 @@ _HOW = {
                 "DIR/cropped/*.png (or DIR/simpsons-faces/cropped) exists",
 }
 
-def how_to_get(name:str) -> str:
+def how_to_get(name:str, # a data set of `DATASETS`
+              ) -> str:
     "One sentence: how a student gets data set `name` and tells the labs (and `dcgan_train`) where it is."
     name = name.lower()
     if name not in DATASETS: raise DataError(f"Unknown data set {name!r}; known: {', '.join(DATASETS)}")
@@ -171,10 +182,22 @@ def how_to_get(name:str) -> str:
 # %% ../nbs/29_labs.ipynb #87e1acf8
 class LabData:
     "A lab's data set: the real one, or a fixture in its layout (`fixture`); `dls(...)` builds `gan_dataloaders` on it."
-    def __init__(self, name:str, folder:Path, root=None, fixture:bool=False, note:str=''):
+    def __init__(self, name:str, # the data set's name (a key of `DATASETS`)
+                 folder:Path, # its image folder
+                 root=None, # the root it was found under (None: the default places)
+                 fixture:bool=False, # True: a fixture in the data set's layout, not the real data
+                 note:str='', # the message that says which data this is
+                ):
         self.name, self.folder, self.root, self.fixture, self.note = name, Path(folder), root, fixture, note
 
-    def dls(self, size:int=32, bs:int=64, nz:int=100, noise:str='normal', labels=None, max_items:int=None, **kwargs) -> DataLoaders:
+    def dls(self, size:int=32, # image side: a power of two, at least 16
+            bs:int=64, # batch size
+            nz:int=100, # latent size
+            noise:str='normal', # the noise: 'normal' or 'uniform'
+            labels=None, # which labels to load, as in `gan_dataloaders` (default: none)
+            max_items:int=None, # use at most this many images (default: all)
+            **kwargs, # more `gan_dataloaders` arguments
+           ) -> DataLoaders:
         "`gan_dataloaders` on this data (a fixture is not cached: it lives in a temporary folder)."
         kwargs.setdefault('cache', not self.fixture)
         return gan_dataloaders(self.name, size=size, bs=bs, nz=nz, noise=noise, labels=labels, root=self.root, max_items=max_items, **kwargs)
@@ -184,8 +207,14 @@ class LabData:
 # %% ../nbs/29_labs.ipynb #befef393
 def _looked(root): return ', '.join(str(r) for r in _data_roots(root))
 
-def lab_data(name:str, root=None, fixture_root=None, n:int=None, seed:int=0, quiet:bool=False) -> LabData:
-    "The real data set `name` if it is on this machine (never downloads), else a fixture of real images in its layout, with a message saying so."
+def lab_data(name:str, # a data set of `DATASETS`
+             root=None, # where to look first (then `$DCGAN_DATA` and fastai's data folder)
+             fixture_root=None, # where to write a fixture (default: a new temporary folder)
+             n:int=None, # the fixture's size, as in `make_fixture` (default: its own)
+             seed:int=0, # the fixture's seed
+             quiet:bool=False, # do not print the note that says which data this is
+            ) -> LabData:
+    "The real data set `name` if it is on this machine (never downloads), else a fixture of real images in its layout."
     name = name.lower()
     try: folder = find_dataset(name, root, download=False)
     except DataError: folder = None
@@ -203,8 +232,12 @@ def lab_data(name:str, root=None, fixture_root=None, n:int=None, seed:int=0, qui
     return d
 
 # %% ../nbs/29_labs.ipynb #b8a4ff06
-def real_lab_data(name:str, root=None, download:bool=True, quiet:bool=False) -> LabData|None:
-    "The real data set `name`: found under `root`/`$DCGAN_DATA`/fastai's folder or downloaded by fastai; `None` (with a message saying what to get) if it cannot be had."
+def real_lab_data(name:str, # a data set of `DATASETS`
+                  root=None, # where to look first (then `$DCGAN_DATA` and fastai's data folder)
+                  download:bool=True, # let fastai download the data sets it can
+                  quiet:bool=False, # do not print where the data is, or what to get
+                 ) -> LabData|None:
+    "The real data set `name`, found or downloaded; `None`, with a message saying what to get, if it cannot be had."
     name = name.lower()
     try: folder = find_dataset(name, root, download=download)
     except DataError as e:
@@ -215,9 +248,16 @@ def real_lab_data(name:str, root=None, download:bool=True, quiet:bool=False) -> 
     return d
 
 # %% ../nbs/29_labs.ipynb #69b00ea1
-def tensor_dataloaders(images:torch.Tensor, labels:torch.Tensor=None, vocab=None, bs:int=64, nz:int=100, noise:str='normal',
-                       source:str='in-memory images', device=None) -> DataLoaders:
-    "`DataLoaders` of `(noise, [label,] image)` batches from a uint8 tensor (N, C, H, W), like `gan_dataloaders` makes from files."
+def tensor_dataloaders(images:torch.Tensor, # uint8 images (N, C, H, W)
+                       labels:torch.Tensor=None, # class indices (N,) or 0/1 attributes (N, k) (default: unconditional)
+                       vocab=None, # the class or attribute names
+                       bs:int=64, # batch size
+                       nz:int=100, # latent size
+                       noise:str='normal', # the noise: 'normal' or 'uniform'
+                       source:str='in-memory images', # where the images come from, in words (for summaries)
+                       device=None, # the device the batches go to (default: none, they stay on the CPU)
+                      ) -> DataLoaders:
+    "`DataLoaders` of `(noise, [label,] image)` batches from a uint8 tensor, like `gan_dataloaders` makes from files."
     train = GANDataLoader(images, labels, nz=nz, noise=noise, bs=bs, vocab=vocab, source=source, device=device)
     valid = GANDataLoader(images[:0], None if labels is None else labels[:0], nz=nz, noise=noise, bs=bs, shuffle=False, drop_last=False,
                           vocab=vocab, source=source, device=device)
@@ -225,8 +265,14 @@ def tensor_dataloaders(images:torch.Tensor, labels:torch.Tensor=None, vocab=None
 
 # %% ../nbs/29_labs.ipynb #c08a4e67
 class LabRun:
-    "The result of `run_lab`: `learn`, the `fid` callback, `seconds`, `hardware`; `show()` draws curves and grids, `summary()` says what ran."
-    def __init__(self, learn, fid, recipe:Recipe, epochs:int, seconds:float, hw:str):
+    "The result of `run_lab`: `learn`, the `fid` callback, `seconds`, `hardware`; `show()` and `summary()` report it."
+    def __init__(self, learn, # the trained `Learner`
+                 fid, # its `FIDCallback` (None: no FID)
+                 recipe:Recipe, # the recipe it trained
+                 epochs:int, # epochs trained
+                 seconds:float, # training time in seconds
+                 hw:str, # the machine, in words (`hardware()`)
+                ):
         self.learn, self.fid, self.recipe, self.epochs, self.seconds, self.hardware = learn, fid, recipe, epochs, seconds, hw
 
     @property
@@ -254,13 +300,16 @@ class LabRun:
         return s
     def __repr__(self): return self.summary()
 
-    def sample(self, n:int=64, seed:int=0) -> torch.Tensor:
-        "`n` images in [-1, 1] from the run's generator (conditional: cycling through the classes, or attribute rows of the data)."
+    def sample(self, n:int=64, # how many images
+               seed:int=0, # seed of the noise and the conditions
+              ) -> torch.Tensor:
+        "`n` images in [-1, 1] from the run's generator (conditions cycle through classes, or the data's attributes)."
         g, dl = self.generator, self.dls.train
         rows = dl.labels if getattr(g, 'n_attrs', None) else None
         return generate(g, n, cond=sample_condition(g, n, seed=seed, rows=rows), seed=seed)
 
-    def plot_fid(self, ax=None):
+    def plot_fid(self, ax=None, # the axes to draw on (default: a new figure)
+                ):
         "FID (left axis) and KID (right axis) per scored epoch."
         if ax is None: _, ax = plt.subplots(figsize=(4, 3))
         hist = self.fid.history if self.fid is not None else []
@@ -275,21 +324,27 @@ class LabRun:
         ax.set_title(f'FID / KID ({self.fid.n} vs {self.fid.n} images)')
         return ax
 
-    def real(self, n:int=64, seed:int=0) -> torch.Tensor:
+    def real(self, n:int=64, # how many images
+             seed:int=0, # seed of the random choice
+            ) -> torch.Tensor:
         "`n` real training images in [-1, 1], a seeded random choice (the first ones may all be one class)."
         x = self.dls.train.images
         idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
         return x[idx].float() / 127.5 - 1
 
-    def explore(self, **kwargs):
+    def explore(self, **kwargs, # more `latent_explorer` arguments
+               ):
         "`latent_explorer` (06_explore) on the run's generator, with the data's class or attribute names."
         return latent_explorer(self.generator, vocab=self.dls.train.vocab, **kwargs)
 
-    def explorer_figure(self, **kwargs):
+    def explorer_figure(self, **kwargs, # more `explorer_figure` arguments
+                       ):
         "`explorer_figure` for the run's generator."
         return explorer_figure(self.generator, vocab=self.dls.train.vocab, **kwargs)
 
-    def show(self, n:int=64, seed:int=0):
+    def show(self, n:int=64, # images in each grid
+             seed:int=0, # seed of the real images chosen and of the generated ones
+            ):
         "One figure: losses, D(x) and D(G(z)), FID/KID per epoch; then real images beside generated ones."
         fig = plt.figure(figsize=(13, 8.5))
         gs = fig.add_gridspec(2, 6, height_ratios=(1, 1.9))
@@ -316,7 +371,7 @@ def run_lab(dls, # the lab's data (`recipe_dls(recipe, lab_data(...))`)
             quiet:bool=False, # no progress bar or table
             **fid_kwargs, # more `FIDCallback` arguments
            ) -> LabRun:
-    "Train `recipe` on `dls` with `recipe_learner`, scoring FID/KID; a `LabRun` with the learner, the FID callback, the time and hardware."
+    "Train `recipe` on `dls` with `recipe_learner`, scoring FID/KID; return a `LabRun`."
     epochs = epochs or recipe.epochs
     r = recipe.replace(epochs=epochs, fid_every=(fid_every or epochs) if fid_n else 0, fid_samples=max(fid_n, 2),
                        **({} if seed is None else dict(seed=seed)))
@@ -333,9 +388,19 @@ def run_lab(dls, # the lab's data (`recipe_dls(recipe, lab_data(...))`)
     return LabRun(learn, fid, r, epochs, time.time() - t0, hardware())
 
 # %% ../nbs/29_labs.ipynb #13286ef8
-def explorer_figure(generator, dims=(0, 1, 2, 3), seeds=(0, 1), steps:int=9, slider_range:float=None, method:str='slerp', label=None,
-                    attrs=None, vocab=None, title:str=None, figsize=None):
-    "A figure of what `latent_explorer` shows: row 1 the A→B slider from seed A to seed B, then one row per offset slider of `dims`."
+def explorer_figure(generator, # a generator, or a learner (its sampling generator)
+                    dims=(0, 1, 2, 3), # coordinates of `z` with an offset slider, one row each
+                    seeds=(0, 1), # seeds A and B of the A→B slider
+                    steps:int=9, # slider positions, one column each
+                    slider_range:float=None, # offsets from -slider_range to +slider_range (default: `z_span`)
+                    method:str='slerp', # the path from A to B: 'slerp', or anything else for 'lerp'
+                    label=None, # a class-conditional generator's class (name or index; default: the first)
+                    attrs=None, # an attribute-conditional generator's attributes (names switched on, or 0/1 values)
+                    vocab=None, # the class or attribute names (default: the generator's)
+                    title:str=None, # the figure's title (default: what it shows)
+                    figsize=None, # the figure's size (default: from `steps` and the number of rows)
+                   ):
+    "A figure of what `latent_explorer` shows: the A→B slider, then one row per offset slider of `dims`."
     g = _gen(generator)      # a learner's sampling generator, as everywhere in 06_explore
     dims, slider_range = list(dims), slider_range or z_span(g)   # offsets as far as the noise reaches (06_explore)
     ts, vs = torch.linspace(0, 1, steps), torch.linspace(-slider_range, slider_range, steps)

@@ -14,8 +14,9 @@ __all__ = ['init_dcgan', 'up_block', 'down_block', 'MinibatchStdDev', 'Generator
            'dcgan_nets']
 
 # %% ../nbs/01_layers.ipynb #e2ff2745
-def init_dcgan(m:nn.Module):
-    "Radford et al.'s init: conv and linear weights ~ N(0, 0.02), batchnorm scales ~ N(1, 0.02), biases 0. Use with `module.apply`."
+def init_dcgan(m:nn.Module, # one layer; `module.apply(init_dcgan)` visits them all
+              ):
+    "Radford et al.'s initialisation of one layer: N(0, 0.02) weights, N(1, 0.02) batchnorm scales, zero biases."
     if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
         w = getattr(m, 'weight_orig', m.weight)  # spectral norm keeps the raw weight in weight_orig
         nn.init.normal_(w, 0.0, 0.02)
@@ -28,7 +29,12 @@ def init_dcgan(m:nn.Module):
 def _pad(ks): return {4: (1, 0), 5: (2, 1), 3: (1, 1)}[ks]
 
 # %% ../nbs/01_layers.ipynb #b0ba53a2
-def up_block(ni:int, nf:int, ks:int=4, bn:bool=True, act:str='relu') -> nn.Sequential:
+def up_block(ni:int, # input channels
+             nf:int, # output channels
+             ks:int=4, # kernel size, 4 or 5
+             bn:bool=True, # batchnorm after the convolution (False: a convolution bias instead)
+             act:str='relu', # 'relu', or anything else for LeakyReLU(0.2)
+            ) -> nn.Sequential:
     "Transposed conv that doubles the size, then batchnorm and ReLU (or LeakyReLU)."
     p, op = _pad(ks)
     layers = [nn.ConvTranspose2d(ni, nf, ks, 2, p, output_padding=op, bias=not bn)]
@@ -37,7 +43,13 @@ def up_block(ni:int, nf:int, ks:int=4, bn:bool=True, act:str='relu') -> nn.Seque
     return nn.Sequential(*layers)
 
 # %% ../nbs/01_layers.ipynb #5dc92f96
-def down_block(ni:int, nf:int, ks:int=4, bn:bool=True, dropout:float=0., sn:bool=False) -> nn.Sequential:
+def down_block(ni:int, # input channels
+               nf:int, # output channels
+               ks:int=4, # kernel size, 4 or 5
+               bn:bool=True, # batchnorm after the convolution (False: a convolution bias instead)
+               dropout:float=0., # `Dropout2d` probability after the activation (0: no dropout)
+               sn:bool=False, # spectral norm on the convolution
+              ) -> nn.Sequential:
     "Strided conv that halves the size, then batchnorm, LeakyReLU(0.2) and optional dropout."
     p, _ = _pad(ks)
     conv = nn.Conv2d(ni, nf, ks, 2, p, bias=not bn)
@@ -50,15 +62,26 @@ def down_block(ni:int, nf:int, ks:int=4, bn:bool=True, dropout:float=0., sn:bool
 # %% ../nbs/01_layers.ipynb #420ad609
 class MinibatchStdDev(nn.Module):
     "Append one channel holding the average over features of the per-feature standard deviation across the batch."
-    def forward(self, x):
+    def forward(self, x, # feature maps (n, c, h, w)
+               ):
         s = x.float().std(0, unbiased=False).mean() if len(x) > 1 else x.new_zeros(())
         return torch.cat([x, s.to(x.dtype).expand(x.shape[0], 1, *x.shape[2:])], 1)
 
 # %% ../nbs/01_layers.ipynb #33f9fd32
 class Generator(nn.Module):
     "DCGAN generator: `z` (n, nz[, 1, 1]) and an optional condition -> images (n, nc, size, size) in [-1, 1]."
-    def __init__(self, size:int=32, nz:int=100, nc:int=1, nf:int=64, ks:int=4, fc:bool=False, act:str='relu',
-                 bn:bool=True, n_classes:int=None, n_attrs:int=None, emb_dim:int=None):
+    def __init__(self, size:int=32, # image side: a power of two, at least 16
+                 nz:int=100, # latent size
+                 nc:int=1, # image channels
+                 nf:int=64, # channels before the last layer (doubled at each block back to the 4x4 stem)
+                 ks:int=4, # kernel size of the up blocks, 4 or 5
+                 fc:bool=False, # a linear stem (the paper's projection) instead of a 4x4 transposed convolution
+                 act:str='relu', # 'relu' or 'leaky' (LeakyReLU(0.2))
+                 bn:bool=True, # batchnorm after every layer but the last
+                 n_classes:int=None, # condition on a class label with this many classes (default: unconditional)
+                 n_attrs:int=None, # condition on this many 0/1 attributes (default: unconditional)
+                 emb_dim:int=None, # width of the class embedding (default: `n_classes`, at most 50)
+                ):
         super().__init__()
         size = check_size(size)
         if ks not in (4, 5): raise ValueError(f"ks must be 4 or 5, got {ks}")
@@ -85,7 +108,9 @@ class Generator(nn.Module):
         self.head = nn.Sequential(nn.ConvTranspose2d(c, nc, ks, 2, p, output_padding=op), nn.Tanh())
         self.apply(init_dcgan)
 
-    def forward(self, z, *cond):
+    def forward(self, z, # noise (n, nz) or (n, nz, 1, 1)
+                *cond, # a conditional generator's labels (n,) or attributes (n, n_attrs)
+               ):
         z = z.view(z.shape[0], -1, 1, 1)
         if self.n_classes: z = torch.cat([z, self.emb(cond[0]).view(z.shape[0], -1, 1, 1)], 1)
         elif self.n_attrs: z = torch.cat([z, cond[0].to(z.dtype).view(z.shape[0], -1, 1, 1)], 1)
@@ -94,8 +119,18 @@ class Generator(nn.Module):
 # %% ../nbs/01_layers.ipynb #b08aad41
 class Critic(nn.Module):
     "DCGAN critic (discriminator): images (n, nc, size, size) and an optional condition -> logits (n,)."
-    def __init__(self, size:int=32, nc:int=1, nf:int=64, ks:int=4, fc:bool=False, bn:bool=True, dropout:float=0.,
-                 sn:bool=False, mbstd:bool=False, n_classes:int=None, n_attrs:int=None):
+    def __init__(self, size:int=32, # image side: a power of two, at least 16
+                 nc:int=1, # image channels
+                 nf:int=64, # channels of the first block (doubled at each block down to 4x4)
+                 ks:int=4, # kernel size of the down blocks, 4 or 5
+                 fc:bool=False, # a linear head on the flattened 4x4 features instead of a 4x4 convolution
+                 bn:bool=True, # batchnorm in every block but the first
+                 dropout:float=0., # `Dropout2d` probability in every block (0: no dropout)
+                 sn:bool=False, # spectral norm on every convolution and the head
+                 mbstd:bool=False, # add a minibatch standard deviation channel before the head
+                 n_classes:int=None, # condition on one of this many classes, by projection (default: unconditional)
+                 n_attrs:int=None, # condition on this many 0/1 attributes, by projection (default: unconditional)
+                ):
         super().__init__()
         size = check_size(size)
         if ks not in (4, 5): raise ValueError(f"ks must be 4 or 5, got {ks}")
@@ -115,14 +150,23 @@ class Critic(nn.Module):
         self.apply(init_dcgan)
         if n_classes: nn.init.normal_(self.proj.weight, 0.0, 0.02)   # nn.Embedding starts at N(0, 1): logits of ~100 (nbs/05_conditional)
 
-    def body(self, size, nc, nf, ks, bn, dropout, sn) -> tuple:
+    def body(self, size, # image side
+             nc, # image channels
+             nf, # channels of the first block
+             ks, # kernel size
+             bn, # batchnorm in every block but the first
+             dropout, # `Dropout2d` probability (0: none)
+             sn, # spectral norm on the convolutions
+            ) -> tuple:
         "The downsampling blocks from `size` to 4x4, and the channels they end with."
         blocks, c = [down_block(nc, nf, ks, bn=False, dropout=dropout, sn=sn)], nf   # no batchnorm on the input layer
         for i in range(int(math.log2(size)) - 3):
             blocks.append(down_block(c, c * 2, ks, bn, dropout, sn)); c *= 2
         return blocks, c
 
-    def forward(self, x, *cond):
+    def forward(self, x, # images (n, nc, size, size) in [-1, 1]
+                *cond, # a conditional critic's labels (n,) or attributes (n, n_attrs)
+               ):
         h = self.blocks(x)
         if self.mbstd is not None: h = self.mbstd(h)
         out = self.head(h.flatten(1) if self.fc else h).view(-1)
@@ -132,13 +176,14 @@ class Critic(nn.Module):
         return out
 
 # %% ../nbs/01_layers.ipynb #7f1e849b
-def n_params(m:nn.Module) -> int:
+def n_params(m:nn.Module, # a network
+            ) -> int:
     "Number of trainable parameters of `m`."
     return sum(p.numel() for p in m.parameters() if p.requires_grad)
 
 # %% ../nbs/01_layers.ipynb #8ab2e5de
 class MaxPoolCritic(Critic):
-    "The DCGAN `Critic` with max-pooling instead of strided convolutions: each block is conv 3x3 (stride 1), batchnorm, `act`, max-pool 2x2."
+    "The DCGAN `Critic` with max-pooling instead of strided convolutions."
     def __init__(self, size:int=32, # image side
                  nc:int=1, # image channels
                  nf:int=64, # channels of the first block
@@ -151,7 +196,14 @@ class MaxPoolCritic(Critic):
         super().__init__(size, nc, nf, **kwargs)
         self.config['pool_act'] = act
 
-    def body(self, size, nc, nf, ks, bn, dropout, sn) -> tuple:
+    def body(self, size, # image side
+             nc, # image channels
+             nf, # channels of the first block
+             ks, # unused: the convolutions are 3x3
+             bn, # batchnorm in every block but the first
+             dropout, # unused: no dropout
+             sn, # unused: no spectral norm
+            ) -> tuple:
         def block(ni, no, bn):
             return nn.Sequential(nn.Conv2d(ni, no, 3, 1, 1, bias=not bn), *([nn.BatchNorm2d(no)] if bn else []),
                                  nn.LeakyReLU(0.2, inplace=True) if self.pool_act == 'leaky' else nn.ReLU(inplace=True), nn.MaxPool2d(2))

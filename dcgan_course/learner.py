@@ -34,12 +34,18 @@ __all__ = ['crit_loss_bce', 'gen_loss_bce', 'NonFiniteLossError', 'dcgan_adam', 
            'plain_dcgan_steps', 'ReplayDL', 'replay_dls']
 
 # %% ../nbs/02_learner.ipynb #4ad3567f
-def crit_loss_bce(real_pred, fake_pred, real_target, fake_target):
-    "Critic loss: BCE of real logits against `real_target` plus BCE of fake logits against `fake_target` (as PyTorch's DCGAN example sums them)."
+def crit_loss_bce(real_pred, # the critic's logits on real images
+                  fake_pred, # its logits on fakes
+                  real_target, # the reals' targets (ones, unless a hack changes them)
+                  fake_target, # the fakes' targets (zeros, unless a hack changes them)
+                 ):
+    "Critic loss: BCE of real logits against `real_target` plus BCE of fake logits against `fake_target`."
     return (F.binary_cross_entropy_with_logits(real_pred, real_target) +
             F.binary_cross_entropy_with_logits(fake_pred, fake_target))
 
-def gen_loss_bce(fake_pred, target):
+def gen_loss_bce(fake_pred, # the critic's logits on fakes
+                 target, # their targets (ones: 'call these real')
+                ):
     "Non-saturating generator loss: BCE of the critic's logits on fakes against `target` (ones: 'call these real')."
     return F.binary_cross_entropy_with_logits(fake_pred, target)
 
@@ -95,7 +101,7 @@ def dcgan_adam(params, # parameters, or a list of parameter groups (as fastai's 
 
 # %% ../nbs/02_learner.ipynb #af006750
 class DCGANLearner(Learner):
-    "A fastai `Learner` for a DCGAN: a critic step and a generator step on each batch; the frozen network stays bit-identical."
+    "A fastai `Learner` for a DCGAN: a critic step, then a generator step, per batch; the frozen net is untouched."
     def __init__(self, dls, # `DataLoaders` whose batches are real images (and conditions)
                  generator:nn.Module, # noise (and conditions) -> images
                  critic:nn.Module, # images (and conditions) -> one logit each
@@ -140,7 +146,7 @@ class DCGANLearner(Learner):
     def critic(self): return self.model.critic
     @property
     def sample_generator(self) -> nn.Module:
-        "The generator to sample from: an EMA copy if a callback keeps one (`learn.ema_generator`), else the trained one."
+        "The generator to sample from: `learn.ema_generator` if a callback keeps one, else the trained one."
         ema = getattr(self, 'ema_generator', None)
         return self.model.generator if ema is None else ema
 
@@ -169,7 +175,7 @@ def _cache_params(self:DCGANLearner):
 # %% ../nbs/02_learner.ipynb #a71f4b09
 @patch
 def trained_params(self:DCGANLearner) -> list:
-    "The parameters that the current phase steps: the generator's in generator mode (`learn.gen_mode`), else the critic's."
+    "The parameters the current phase steps: the generator's in generator mode (`learn.gen_mode`), else the critic's."
     if self._params is None: self._cache_params()
     return self._params['gen' if self.gen_mode else 'crit']
 
@@ -185,7 +191,10 @@ def _plain(b):
     return tuple(t.as_subclass(torch.Tensor) if isinstance(t, torch.Tensor) and type(t) is not torch.Tensor else t for t in b)
 
 @patch
-def one_batch(self:DCGANLearner, i, b):
+def one_batch(self:DCGANLearner,
+              i, # the batch's index in the epoch
+              b, # the batch: `(z, *cond, real)`
+             ):
     self.iter = i
     b = _plain(self._set_device(b))
     self._split(b)
@@ -200,13 +209,13 @@ def one_batch(self:DCGANLearner, i, b):
 # %% ../nbs/02_learner.ipynb #eb7b30af
 @patch
 def at_check(self:DCGANLearner) -> bool:
-    "Whether this batch is one where the learner (and `GANMonitor`) read device values: every `check_every` batches and the last."
+    "Whether the learner (and `GANMonitor`) read device values at this batch: every `check_every` batches and the last."
     return (self.iter + 1) % self.check_every == 0 or self.iter + 1 == getattr(self, 'n_iter', 0)
 
 # %% ../nbs/02_learner.ipynb #122bbccf
 @patch
 def check_finite(self:DCGANLearner):
-    "Raise `NonFiniteLossError` if a loss recorded since the last check is NaN or infinite: one host sync for all of them."
+    "Raise `NonFiniteLossError` if a loss recorded since the last check is NaN or infinite (one host sync for all)."
     w, self._watch = self._watch, []
     if not w: return
     ok = torch.isfinite(torch.stack([l.float().reshape(()) for *_, l in w]))
@@ -343,7 +352,14 @@ class _GANProgress(ProgressCallback):
         if sl is not None and self.learn.at_check(): self.pbar.comment = f'{float(sl):.4f}'
 
 @patch
-def fit(self:DCGANLearner, n_epoch, lr=None, wd=None, cbs=None, reset_opt=False, start_epoch=0):
+def fit(self:DCGANLearner,
+        n_epoch, # the epoch to train until
+        lr=None, # learning rate (default: the learner's)
+        wd=None, # weight decay (default: the learner's)
+        cbs=None, # callbacks for this fit only
+        reset_opt=False, # make a new optimizer
+        start_epoch=0, # the first epoch to train (as after `load_checkpoint`)
+       ):
     "Train until epoch `n_epoch`, starting at `start_epoch` (as after `load_checkpoint`)."
     self.first_epoch = start_epoch   # not `start_epoch`: fastai's Recorder uses that name for a timer
     self._to_dls_device()
@@ -355,9 +371,15 @@ def fit(self:DCGANLearner, n_epoch, lr=None, wd=None, cbs=None, reset_opt=False,
 
 # %% ../nbs/02_learner.ipynb #0ef6dde4
 @torch.no_grad()
-def generate(generator:nn.Module, n:int=None, z:torch.Tensor=None, cond=None, bs:int=256, seed:int=None,
-             noise:str=None) -> torch.Tensor:
-    "Images in [-1, 1] (on the CPU) from `generator` in eval mode, for `n` new noise vectors (seeded by `seed`) or the given `z`."
+def generate(generator:nn.Module, # noise (and conditions) -> images
+             n:int=None, # how many images (or give `z`)
+             z:torch.Tensor=None, # the noise (default: `n` new vectors)
+             cond=None, # the conditions: a tensor or a tuple of them (None: unconditional)
+             bs:int=256, # samples per forward pass
+             seed:int=None, # seed of the new noise (None: the global RNG)
+             noise:str=None, # the noise's distribution (default: the generator's)
+            ) -> torch.Tensor:
+    "Images in [-1, 1], on the CPU, from `generator` in eval mode: for `n` new noise vectors (seeded), or for `z`."
     if z is None:
         if n is None: raise ValueError("Pass n (how many images) or z (the noise)")
         g = torch.Generator().manual_seed(seed) if seed is not None else None
@@ -379,7 +401,7 @@ def dcgan_pair(G:nn.Module, # the generator
                z:torch.Tensor, # a batch of noise
                real:torch.Tensor, # a batch of real images in [-1, 1]
               ) -> tuple:
-    "One update pair of PyTorch's examples/dcgan: a critic step on `real` and `G(z)`, then a generator step. The losses stay tensors (no host read)."
+    "One update pair of PyTorch's examples/dcgan: a critic step on `real` and `G(z)`, then a generator step."
     ones, zeros = real.new_ones(len(real)), real.new_zeros(len(real))
     fake = G(z)
     optD.zero_grad(); errD = crit_loss_bce(D(real), D(fake.detach()), ones, zeros); errD.backward(); optD.step()
@@ -387,8 +409,13 @@ def dcgan_pair(G:nn.Module, # the generator
     return errD, errG
 
 # %% ../nbs/02_learner.ipynb #fe26105e
-def plain_dcgan_steps(G:nn.Module, D:nn.Module, batches, lr:float=2e-4, betas=(0.5, 0.999)):
-    "The training loop of PyTorch's examples/dcgan on `batches` of `(z, real)`, its losses read every step: a reference for tests and benchmarks."
+def plain_dcgan_steps(G:nn.Module, # the generator
+                      D:nn.Module, # the critic, giving logits
+                      batches, # `(z, real)` pairs, one per step
+                      lr:float=2e-4, # Adam's learning rate
+                      betas=(0.5, 0.999), # Adam's betas
+                     ):
+    "The training loop of PyTorch's examples/dcgan on `batches` of `(z, real)`, its losses read every step."
     optD = torch.optim.Adam(D.parameters(), lr=lr, betas=betas)
     optG = torch.optim.Adam(G.parameters(), lr=lr, betas=betas)
     return [tuple(e.item() for e in dcgan_pair(G, D, optD, optG, z, real)) for z, real in batches]
@@ -396,12 +423,18 @@ def plain_dcgan_steps(G:nn.Module, D:nn.Module, batches, lr:float=2e-4, betas=(0
 # %% ../nbs/02_learner.ipynb #68c71ba3
 class ReplayDL(DataLoader):
     "A fastai `DataLoader` that yields a fixed list of batches, in order, every epoch."
-    def __init__(self, batches, **kwargs):
+    def __init__(self,
+                 batches, # the batches to yield, in order
+                 **kwargs, # more fastai `DataLoader` arguments
+                ):
         self.batches = list(batches); super().__init__(range(len(self.batches)), bs=1, **kwargs)
-    def create_batches(self, samps): yield from self.batches
+    def create_batches(self,
+                       samps, # fastai's sample indices (unused: the batches are fixed)
+                      ): yield from self.batches
     def __len__(self): return len(self.batches)
 
-def replay_dls(batches) -> DataLoaders:
+def replay_dls(batches, # the training batches, replayed in order every epoch
+              ) -> DataLoaders:
     "`DataLoaders` whose training set replays `batches` and whose validation set is empty."
     return DataLoaders(ReplayDL(batches), ReplayDL([]))
 

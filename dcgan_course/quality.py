@@ -20,7 +20,7 @@ __all__ = ['not_digits', 'train_digit_judge', 'digit_judge', 'judge_probs', 'dig
 def not_digits(x:torch.Tensor, # real digits (N, 1, H, W) in [-1, 1]
                g:torch.Generator, # seeded RNG
               ) -> torch.Tensor:
-    "As many images as `x` that are not digits: noise, smooth noise, two-digit hybrids, shuffled pixels, heavy blur, blanks."
+    "As many images as `x` that are not digits: noise, smooth noise, two-digit hybrids, shuffled pixels, blur, blanks."
     n, k = len(x), len(x) // 6 + 1
     noise = torch.rand(k, *x.shape[1:], generator=g) * 2 - 1
     smooth = F.avg_pool2d(torch.randn(k, *x.shape[1:], generator=g), 5, 1, 2).clamp(-1, 1) * 2
@@ -36,7 +36,7 @@ def not_digits(x:torch.Tensor, # real digits (N, 1, H, W) in [-1, 1]
 def train_digit_judge(epochs:int=20, # passes over the 1,497 training digits
                       seed:int=0, # seed of the split, the initial weights and the negatives
                      ) -> nn.Module:
-    "`05_conditional`'s digit classifier with an 11th class, 'not a digit' (`not_digits`), taught the digits drawn at 16, 32 and 64 px."
+    "`05_conditional`'s digit classifier with an 11th class, 'not a digit', taught the digits drawn at 16, 32, 64 px."
     # the 32 and 64 px views are brought back down as `judge_probs` brings generated images down, so that the judge does not take the
     # resizing's softness for "not a digit"
     return train_digit_classifier(epochs, seed=seed, negatives=not_digits, scales=(1, 2, 4), one_cycle=True)
@@ -65,7 +65,7 @@ def judge_probs(judge:nn.Module, # a classifier from `digit_judge`
                 images:torch.Tensor, # (N, 1, H, W) in [-1, 1], or uint8
                 bs:int=512, # batch size
                ) -> torch.Tensor:
-    "Class probabilities (N, 11: ten digits, then 'not a digit') of `images` (resized to the judge's 16 px, with antialiasing)."
+    "Class probabilities (N, 11: ten digits, then 'not a digit') of `images`, resized (antialiased) to 16 px."
     judge.eval()
     x = images.float() / 127.5 - 1 if images.dtype == torch.uint8 else images.float()
     if x.shape[1] != 1: x = x.mean(1, keepdim=True)
@@ -76,7 +76,7 @@ def digit_quality(images:torch.Tensor, # generated (or real) digits, (N, 1, H, W
                   judge:nn.Module=None, # default: `digit_judge()`
                   threshold:float=0.9, # the confidence that counts as "a digit"
                  ) -> dict:
-    "`confident` share, class balance (`min_share`, normalised `entropy`) and the class `shares` of `images`, by the digit judge."
+    "`confident` share, class balance (`min_share`, normalised `entropy`) and class `shares` of `images`, by the judge."
     if len(images) < 10: raise ValueError(f"digit_quality needs at least 10 images to judge the class balance, got {len(images)}")
     p = judge_probs(judge or digit_judge(), images)
     conf, cls = p[:, :10].max(1)
@@ -90,7 +90,7 @@ def generator_quality(generator:nn.Module, # a digits generator (the learner's `
                       n:int=1000, # samples to judge
                       seed:int=1234, # noise seed: the same samples for every model compared
                       judge:nn.Module=None, # default: `digit_judge()`
-                      **kwargs, # `digit_quality` arguments
+                      **kwargs, # more `digit_quality` arguments
                      ) -> dict:
     "`digit_quality` of `n` seeded samples of `generator`."
     return digit_quality(generate(generator, n, seed=seed), judge, **kwargs)

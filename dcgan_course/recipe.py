@@ -176,7 +176,9 @@ def _normal(k, v):
     return v
 
 @patch
-def replace(self:Recipe, **kwargs) -> Recipe:
+def replace(self:Recipe,
+            **kwargs, # more fields to change, by name
+           ) -> Recipe:
     "A copy of the recipe with `kwargs` changed, checked."
     names = {f.name for f in fields(Recipe)}
     bad = sorted(set(kwargs) - names)
@@ -194,16 +196,18 @@ def to_dict(self:Recipe) -> dict:
 
 # %% ../nbs/10_recipe.ipynb #4a3d76de
 @patch
-def save(self:Recipe, fname) -> Path:
+def save(self:Recipe,
+         fname, # the JSON file to write, e.g. a run folder's `recipe.json`
+        ) -> Path:
     "Write the recipe to `fname` as JSON, atomically."
     return atomic_write_json(fname, self.to_dict())
 
 # %% ../nbs/10_recipe.ipynb #178eb468
 _ADDED = dict(lr_decay=False, diffaug=None)   # fields added after runs were first saved, and the value that means what those runs did
 
-def load_recipe(fname) -> Recipe:
-    """Read a recipe saved by `Recipe.save` (a run folder's `recipe.json`). A file that holds every field but those in `_ADDED` was
-    saved before they existed, and they read as off: its run resumes as it started. In a shorter file, missing fields are today's defaults."""
+def load_recipe(fname, # a JSON file written by `Recipe.save`, e.g. a run folder's `recipe.json`
+               ) -> Recipe:
+    "Read a recipe saved by `Recipe.save` (a run folder's `recipe.json`); an older file resumes as it started."
     fname = Path(fname)
     if fname.is_dir(): fname = fname/'recipe.json'
     if not fname.exists(): raise FileNotFoundError(f"No recipe file at {fname}")
@@ -216,7 +220,9 @@ def load_recipe(fname) -> Recipe:
 
 # %% ../nbs/10_recipe.ipynb #3f8ef3ad
 @patch
-def changes(self:Recipe, base:Recipe=None) -> dict:
+def changes(self:Recipe,
+            base:Recipe=None, # the recipe to compare with (default: `Recipe()`)
+           ) -> dict:
     "The fields that differ from `base` (default: `Recipe()`), except the name and the note."
     base = base or Recipe()
     return {f.name: getattr(self, f.name) for f in fields(Recipe)
@@ -289,7 +295,9 @@ def recipe_dls(r:Recipe, # the recipe: data, size, batch, noise, labels, balance
     return dls
 
 # %% ../nbs/10_recipe.ipynb #9069d5c0
-def recipe_nets(r:Recipe, dls) -> tuple:
+def recipe_nets(r:Recipe, # the recipe: its architecture fields
+                dls, # the data, from `recipe_dls` (its labels make the nets conditional)
+               ) -> tuple:
     "The `(Generator, Critic)` of recipe `r` for `dls`: conditional when the data has labels."
     kw = dict(nf=r.nf, ks=r.ks, fc=r.fc, act='leaky' if r.leaky_g else 'relu', bn=r.bn, dropout=r.dropout, sn=r.sn, mbstd=r.mbstd)
     if r.critic != 'strided':
@@ -314,7 +322,7 @@ def recipe_callbacks(r:Recipe, # the recipe: hacks, monitor, FID
 # %% ../nbs/10_recipe.ipynb #87d20dc1
 def save_run_files(learn, # a learner from `recipe_learner`, with a run folder
                   ) -> Path:
-    "Write `learn.recipe` to the run folder's `recipe.json`, the data's skipped files to `skipped_files.txt`; process 0 only."
+    "Write `learn.recipe` to the run folder's `recipe.json`, the skipped files to `skipped_files.txt`; process 0 only."
     path = learn.run_dir
     if rank_world()[0] == 0:      # with several processes, the first writes
         learn.recipe.save(path/'recipe.json')
@@ -337,7 +345,7 @@ def recipe_learner(r:Recipe, # what to train
                    overwrite:bool=False, # start over in `path`: the run it holds is removed first
                    **kwargs, # more `dcgan_learner` arguments (`show`, ...)
                   ):
-    "The one trainer: a `DCGANLearner` for recipe `r` with its nets, optimizer and callbacks; seeded by `r.seed`; data-parallel under torchrun."
+    "The one trainer: a `DCGANLearner` for recipe `r` with its nets, optimizer and callbacks, seeded by `r.seed`."
     if path is not None: rank0_first(_claim, path, resume, overwrite)   # before the data: a refusal costs nothing
     if dls is None: dls = rank0_first(recipe_dls, r)    # with several processes, the first decodes and caches, then the others read
     set_seed(r.seed)       # after the data, so that a run is the same whether its DataLoaders were made here or by the caller

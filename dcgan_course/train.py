@@ -200,7 +200,9 @@ def _write_generator(g:nn.Module, fname, noise='normal', vocab=None, source='', 
     return st
 
 @patch
-def save_generator(self:DCGANLearner, fname) -> Path:
+def save_generator(self:DCGANLearner,
+                   fname, # where to write: `generator.safetensors` (its `generator.json` goes beside it)
+                  ) -> Path:
     "Save the sampling generator: weights to `fname`'s `.safetensors`, architecture to its `.json`."
     return _write_generator(self.sample_generator, fname, **_gen_meta(self))
 
@@ -221,7 +223,11 @@ def _plain_opt_state(opt) -> dict:
     return {**sd, 'hypers': [dict(h) for h in sd['hypers']]} if isinstance(opt, Optimizer) else sd
 
 @patch
-def save_checkpoint(self:DCGANLearner, fname, epoch:int, extra:dict=None):
+def save_checkpoint(self:DCGANLearner,
+                    fname, # the checkpoint file, e.g. `checkpoint.pth`
+                    epoch:int, # epochs finished, where a resume starts
+                    extra:dict=None, # more to keep in it (plain data: tensors, numbers, strings, lists, dicts)
+                   ):
     "Save everything needed to resume after `epoch` epochs."
     if self.opt is None: self.create_opt()
     atomic_save(dict(generator=self.generator.state_dict(), critic=self.critic.state_dict(), opt=_plain_opt_state(self.opt),
@@ -302,7 +308,9 @@ def _read_checkpoint(learn, fname:Path) -> dict:
     return ck
 
 @patch
-def load_checkpoint(self:DCGANLearner, fname) -> int:
+def load_checkpoint(self:DCGANLearner,
+                    fname, # a checkpoint written by `save_checkpoint`
+                   ) -> int:
     "Load a checkpoint written by `save_checkpoint`; return the number of epochs it had finished."
     fname = Path(fname)
     if not fname.exists(): raise FileNotFoundError(f"No checkpoint to resume from at {fname}")
