@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_cli.ipynb #c5bd20c5
 from __future__ import annotations
-import os, sys, json, math, errno, argparse, tempfile, traceback, warnings
+import os, sys, json, errno, argparse, tempfile, traceback, warnings
 from dataclasses import fields
 from pathlib import Path
 
@@ -14,7 +14,7 @@ from .data import DataError
 from .learner import generate, NonFiniteLossError
 from fastai.callback.core import Callback
 from .train import save_grid, load_generator, Checkpoint
-from .recipe import Recipe, RECIPES, load_recipe, recipe_learner, save_run_files, _flag
+from .recipe import Recipe, RECIPES, load_recipe, recipe_learner, save_run_files, _flag, _all_finite
 from .runs import RunFolderError, RunExistsError, release_run_folder, resume_run_folder
 from .distributed import distributed, rank_world
 from .console import plain_progress
@@ -147,8 +147,7 @@ def named_recipe(name:str, # a key of `RECIPES`, e.g. 'digits'
 def _finite(typed:dict):
     "Refuse a NaN or infinite number among the typed flags' values, naming the flag."
     for k, v in typed.items():
-        if any(isinstance(x, float) and not math.isfinite(x) for x in (v if isinstance(v, list) else [v])):
-            raise CLIError(f'{_flag(k)} must be a finite number, got {_show(v)}')
+        if not _all_finite(v): raise CLIError(f'{_flag(k)} must be a finite number, got {_show(v)}')
 
 def recipe_from_args(argv, # `dcgan_train`'s command-line arguments, a list of strings
                     ) -> tuple:

@@ -4,14 +4,14 @@
 
 # %% ../nbs/00_core.ipynb #5a96eb1b
 from __future__ import annotations
-import os, re, json, errno, pickle, operator, warnings
+import os, re, csv, json, errno, pickle, operator, warnings
 from pathlib import Path
 import torch
 
 # %% auto #0
 __all__ = ['NOISES', 'default_device', 'new_noise', 'noise_of', 'atomic_write', 'atomic_write_bytes', 'atomic_save',
-           'atomic_write_text', 'atomic_write_json', 'safe_load', 'cache_dir', 'label_index', 'parse_attrs',
-           'sample_condition']
+           'atomic_write_text', 'atomic_write_json', 'atomic_write_csv', 'safe_load', 'cache_dir', 'label_index',
+           'parse_attrs', 'sample_condition']
 
 # %% ../nbs/00_core.ipynb #0b578699
 def default_device(device=None, # 'cpu', 'cuda', 'cuda:1', a `torch.device`, or None for the best one here
@@ -110,6 +110,17 @@ def atomic_write_json(fname, # the file to write
                      ) -> Path:
     "Write `obj` as JSON to `fname`, atomically."
     return atomic_write_text(fname, json.dumps(obj, indent=indent) + '\n')
+
+# %% ../nbs/00_core.ipynb #d4b0e2f5
+def atomic_write_csv(fname, # the CSV file to (re)write
+                     cols:list, # the column names, in order
+                     rows:list, # the rows: dicts of column name -> value (a missing column is left empty)
+                    ) -> Path:
+    "Write a CSV file of header `cols` and `rows`, atomically and fsynced."
+    def _write(tmp):
+        with open(tmp, 'w', newline='') as f:
+            w = csv.DictWriter(f, fieldnames=cols, restval=''); w.writeheader(); w.writerows(rows)
+    return atomic_write(fname, _write)
 
 # %% ../nbs/00_core.ipynb #d6717263
 def _load_error(e:Exception) -> str:

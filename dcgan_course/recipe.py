@@ -139,6 +139,10 @@ _KINDS = {'bool': 'true or false', 'int': 'a whole number', 'float': 'a number',
 
 def _num(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool)
 
+def _all_finite(v) -> bool:
+    "Whether no number in `v` (a value, or a list of them) is NaN or infinite."
+    return not any(isinstance(x, float) and not math.isfinite(x) for x in (v if isinstance(v, (list, tuple)) else [v]))
+
 def _fits(kind:str, v) -> bool:
     "Whether `v` is a value of the declared type `kind` ('bool', 'int', 'float', 'str', 'list', 'float|list')."
     if kind == 'float|list': return _fits('float', v) or _fits('list', v)
@@ -158,8 +162,7 @@ def _type_problem(f, v):
     kind, none_ok = str(f.type).replace(' ', ''), f.default is None or f.name in ('ema', 'lr_d')
     if v is None: return None if none_ok else f'must be {_KINDS[kind]}, got null'
     if not _fits(kind, v): return f"must be {_KINDS[kind]}{' or null' if none_ok else ''}, got {_said(v)}"
-    if any(isinstance(x, float) and not math.isfinite(x) for x in (v if isinstance(v, (list, tuple)) else [v])):
-        return f'must be finite, got {_said(v)}'
+    if not _all_finite(v): return f'must be finite, got {_said(v)}'
 
 def _check_types(d:dict, where:str):
     "Refuse the first value of `d` (field name -> value) that is not of its field's type; `where` begins the message."

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import os, re, csv, math, time, atexit, fcntl, shutil, socket
 from pathlib import Path
-from .core import atomic_write
+from .core import atomic_write_csv
 
 # %% auto #0
 __all__ = ['RUN_FILES', 'RunFolderError', 'RunInUseError', 'RunExistsError', 'pid_alive', 'lock_run_folder', 'release_run_folder',
@@ -143,10 +143,7 @@ def trim_metrics(fname, # a `metrics.csv`
         r = csv.DictReader(f); cols, rows = r.fieldnames, list(r)
     keep = [row for row in rows if _epoch(row) <= epoch]
     if len(keep) == len(rows): return 0
-    def _write(tmp):
-        with open(tmp, 'w', newline='') as f:
-            w = csv.DictWriter(f, fieldnames=cols); w.writeheader(); w.writerows(keep)
-    atomic_write(fname, _write)
+    atomic_write_csv(fname, cols, keep)
     return len(rows) - len(keep)
 
 # %% ../nbs/02b_runs.ipynb #3d7e024b

@@ -21,8 +21,8 @@ import matplotlib.pyplot as plt
 from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 
-from .core import (atomic_save, atomic_write, atomic_write_bytes, atomic_write_json, safe_load, new_noise, noise_of,
-                               sample_condition)
+from .core import (atomic_save, atomic_write, atomic_write_bytes, atomic_write_csv, atomic_write_json, safe_load,
+                               new_noise, noise_of, sample_condition)
 from .layers import Generator, dcgan_nets
 from .learner import DCGANLearner, generate
 
@@ -134,11 +134,7 @@ def write_metrics_row(fname, # the CSV file
     last = [k for k in ('seconds',) if k in old or k in row]      # keep the epoch time as the last column
     cols = [k for k in old if k not in last] + [k for k in row if k not in old and k not in last] + last
     with open(fname, newline='') as f: rows = list(csv.DictReader(f))
-    def _write(tmp):
-        with open(tmp, 'w', newline='') as f:
-            w = csv.DictWriter(f, fieldnames=cols, restval='')
-            w.writeheader(); w.writerows(rows + [row])
-    atomic_write(fname, _write)
+    atomic_write_csv(fname, cols, rows + [row])
 
 # %% ../nbs/02a_train.ipynb #efee67ec
 def read_metrics(fname, # a `metrics.csv`
