@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['NOISES', 'default_device', 'new_noise', 'noise_of', 'atomic_write', 'atomic_write_bytes', 'atomic_save',
-           'atomic_write_text', 'atomic_write_json', 'atomic_write_csv', 'safe_load', 'cache_dir', 'label_index',
-           'parse_attrs', 'sample_condition']
+__all__ = ['NOISES', 'default_device', 'new_noise', 'noise_of', 'float_images', 'atomic_write', 'atomic_write_bytes',
+           'atomic_save', 'atomic_write_text', 'atomic_write_json', 'atomic_write_csv', 'safe_load', 'cache_dir',
+           'label_index', 'parse_attrs', 'generator_of', 'sample_condition']
 
 # %% ../nbs/00_core.ipynb #0b578699
 def default_device(device=None, # 'cpu', 'cuda', 'cuda:1', a `torch.device`, or None for the best one here
@@ -39,6 +39,12 @@ def noise_of(generator, # a generator module
             ) -> str:
     "The noise `generator` trained on: its `noise` attribute ('normal' or 'uniform'), else 'normal'."
     return getattr(generator, 'noise', None) or 'normal'
+
+# %% ../nbs/00_core.ipynb #c8139ac2
+def float_images(x:torch.Tensor, # images: uint8 (0 to 255), or floats already in [-1, 1]
+                ) -> torch.Tensor:
+    "Images as floats in [-1, 1], the range of the generator's `tanh`: uint8 is scaled, floats pass through."
+    return x.float().div_(127.5).sub_(1) if x.dtype == torch.uint8 else x.float()
 
 # %% ../nbs/00_core.ipynb #7d110561
 def _fsync_path(path, folder:bool=False):
@@ -200,33 +206,49 @@ def parse_attrs(spec, # 'Smiling=1,Male=0' (a bare name means =1), a list of suc
     return out
 
 # %% ../nbs/00_core.ipynb #dc164ea0
-def sample_condition(generator, # a generator (or anything with `n_classes`, `n_attrs` and optionally `vocab`, `attr_rows`)
+def generator_of(source, # a generator, or a learner
+                ) -> torch.nn.Module:
+    "The generator to sample from: a learner's `sample_generator` (its EMA copy, if it keeps one), or `source` itself."
+    return getattr(source, 'sample_generator', source)
+
+def _data_rows(source):
+    "The attribute rows of a learner's training data, or None."
+    dls = getattr(source, 'dls', None)
+    return None if dls is None else getattr(dls.train, 'labels', None)
+
+def sample_condition(source, # a generator (anything with `n_classes`, `n_attrs`, maybe `vocab`, `attr_rows`), or a learner
                      n:int, # how many conditions
                      label=None, # a class (name or index) or a list of classes to cycle through; None: all classes in turn
                      attrs=None, # 'A=1,B=0', a dict, or a float tensor (NaN: free); None: all attributes free
                      seed:int=None, # seed for the free attributes (None: the global RNG)
-                     vocab=None, # class or attribute names (default: `generator.vocab`)
-                     rows:torch.Tensor=None, # 0/1 attribute rows to draw free attributes from (default: `generator.attr_rows`)
+                     vocab=None, # class or attribute names (default: the generator's `vocab`)
+                     rows:torch.Tensor=None, # 0/1 attribute rows to draw free attributes from (default: the generator's or data's)
+                     same:bool=False, # give all `n` samples the first condition
                     ):
     "The condition for `n` samples: class ids (long), 0/1 attribute rows (float), or None if unconditional."
-    n_classes, n_attrs = getattr(generator, 'n_classes', None), getattr(generator, 'n_attrs', None)
-    vocab = vocab if vocab is not None else getattr(generator, 'vocab', None)
+    g = generator_of(source)
+    n_classes, n_attrs = getattr(g, 'n_classes', None), getattr(g, 'n_attrs', None)
+    if same:
+        c = sample_condition(source, 1, label, attrs, seed, vocab, rows)
+        return None if c is None else c.expand(n, *c.shape[1:]).clone()
+    vocab = vocab if vocab is not None else getattr(g, 'vocab', None)
     if not (n_classes or n_attrs):
         if label is not None or attrs is not None:
-            raise ValueError("This generator is not conditional (it was trained without labels): leave out --label and --attrs")
+            raise ValueError("This generator is not conditional (it was trained without labels): give no label= or attrs=")
         return None
     if n_classes:
-        if attrs is not None: raise ValueError(f"This generator is conditioned on {n_classes} classes, not attributes: use --label")
+        if attrs is not None: raise ValueError(f"This generator is conditioned on {n_classes} classes, not attributes: use label=")
         if label is None: return torch.arange(n) % n_classes
         vocab = vocab or [str(i) for i in range(n_classes)]
         ids = [label_index(l, vocab) for l in (label if isinstance(label, (list, tuple)) else [label])]
         return torch.tensor(ids)[torch.arange(n) % len(ids)]
     if label is not None:
-        raise ValueError(f"This generator is conditioned on attributes ({', '.join(vocab or [])}), not classes: use --attrs Name=1,...")
-    g = torch.Generator().manual_seed(seed + 1) if seed is not None else None   # +1: not the stream the noise of `seed` uses
-    rows = rows if rows is not None else getattr(generator, 'attr_rows', None)
-    if rows is not None and len(rows): free = rows.float()[torch.randint(len(rows), (n,), generator=g)]
-    else: free = (torch.rand(n, n_attrs, generator=g) < 0.5).float()
+        raise ValueError(f"This generator is conditioned on attributes ({', '.join(vocab or [])}), not classes: use attrs=")
+    gen = torch.Generator().manual_seed(seed + 1) if seed is not None else None   # +1: not the stream the noise of `seed` uses
+    for r in (rows, getattr(g, 'attr_rows', None), _data_rows(source)):
+        if r is not None and len(r): rows = r; break
+    if rows is not None and len(rows): free = rows.float()[torch.randint(len(rows), (n,), generator=gen)]
+    else: free = (torch.rand(n, n_attrs, generator=gen) < 0.5).float()
     if attrs is None: return free
     a = attrs.float() if isinstance(attrs, torch.Tensor) else parse_attrs(attrs, vocab, default=None)
     if a.shape[-1] != n_attrs: raise ValueError(f"{a.shape[-1]} attribute values for a generator with {n_attrs} attributes")

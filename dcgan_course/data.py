@@ -26,7 +26,7 @@ from .core import new_noise, cache_dir, atomic_save, default_device, NOISES
 # %% auto #0
 __all__ = ['EMBEDDED', 'DATASETS', 'DataError', 'check_size', 'convert_image', 'load_image', 'find_images', 'guess_channels',
            'report_skipped', 'DecodeProgress', 'load_folder_images', 'digits_images', 'lfw_faces', 'find_dataset',
-           'read_celeba_attrs', 'GANDataLoader', 'source_images', 'gan_dataloaders']
+           'read_celeba_attrs', 'GANDataLoader', 'source_images', 'tensor_dataloaders', 'gan_dataloaders']
 
 # %% ../nbs/00_data.ipynb #569af516
 class DataError(ValueError):
@@ -557,6 +557,24 @@ def source_images(source='digits', # 'digits' or 'lfw' (`EMBEDDED`), a name in `
         vocab, y = attr_names, torch.stack([attr_rows[f.name] for f in read])
     return x, y, vocab, f'{source} ({len(read)} images from {folder})', skipped
 
+# %% ../nbs/00_data.ipynb #effbefa3
+def tensor_dataloaders(images:torch.Tensor, # uint8 images (N, C, H, W)
+                       labels:torch.Tensor=None, # class indices (N,) or 0/1 attributes (N, k) (default: unconditional)
+                       vocab=None, # the class or attribute names
+                       bs:int=64, # batch size
+                       nz:int=100, # latent size
+                       noise:str='normal', # the noise: 'normal' or 'uniform'
+                       source:str='in-memory images', # where the images come from, in words (for summaries)
+                       device=None, # the device the batches go to (default: none, they stay on the CPU)
+                       dl_type=None, # the training loader's class (default: `GANDataLoader`)
+                       **kwargs, # more arguments for the training loader
+                      ) -> DataLoaders:
+    "`DataLoaders` of `(noise, [label,] image)` batches from a uint8 tensor: a training loader and an empty `valid`."
+    common = dict(nz=nz, noise=noise, bs=bs, vocab=vocab, source=source, device=device)
+    train = (dl_type or GANDataLoader)(images, labels, **common, **kwargs)
+    valid = GANDataLoader(images[:0], None if labels is None else labels[:0], shuffle=False, drop_last=False, **common)
+    return DataLoaders(train, valid, device=device)
+
 # %% ../nbs/00_data.ipynb #7e20352a
 def gan_dataloaders(source='digits', # 'digits' or 'lfw' (`EMBEDDED`), a name in `DATASETS`, or a folder of images
                     size:int=32, # the side of the square images: a power of two, at least 16
@@ -575,7 +593,4 @@ def gan_dataloaders(source='digits', # 'digits' or 'lfw' (`EMBEDDED`), a name in
     "fastai `DataLoaders` of `(noise, [label,] image)` batches in [-1, 1] from `source`."
     device = default_device(device)        # the GPU when there is one: batches move there as uint8 and are scaled there
     x, y, vocab, desc, skipped = source_images(source, size, labels, n_channels, root, max_items, cache, on_disk)
-    train = GANDataLoader(x, y, nz=nz, noise=noise, bs=bs, vocab=vocab, source=desc, device=device, skipped=skipped, **kwargs)
-    valid = GANDataLoader(x[:0], None if y is None else y[:0], nz=nz, noise=noise, bs=bs, shuffle=False, drop_last=False,
-                          vocab=vocab, source=desc, device=device)
-    return DataLoaders(train, valid, device=device)
+    return tensor_dataloaders(x, y, vocab, bs, nz, noise, desc, device, skipped=skipped, **kwargs)

@@ -28,8 +28,8 @@ from .learner import DCGANLearner, generate
 
 # %% auto #0
 __all__ = ['GENERATOR_FORMAT', 'image_grid', 'save_grid', 'show_grid', 'fixed_noise', 'fixed_condition', 'SampleGrid',
-           'write_metrics_row', 'read_metrics', 'MetricsCSV', 'Checkpoint', 'load_generator', 'dcgan_learner',
-           'plot_metrics']
+           'write_metrics_row', 'read_metrics', 'epoch_values', 'MetricsCSV', 'Checkpoint', 'load_generator',
+           'dcgan_learner', 'plot_metrics']
 
 # %% ../nbs/02a_train.ipynb #01c3f57b
 def image_grid(imgs:torch.Tensor, # images (N, C, H, W) in [-1, 1]
@@ -141,6 +141,15 @@ def read_metrics(fname, # a `metrics.csv`
                 ) -> list:
     "The rows of a `metrics.csv` as dicts of floats (None for an empty cell)."
     with open(fname) as f: return [{k: float(v) if v not in ('', None) else None for k, v in r.items()} for r in csv.DictReader(f)]
+
+# %% ../nbs/02a_train.ipynb #8fa46a24
+def epoch_values(learn, # a learner that has finished at least one epoch
+                 epoch:int=-1, # which epoch, counted from 0 (default: the last one recorded)
+                ) -> dict:
+    "One epoch's row of the Recorder, `{name: float or None}`, without `time` and `train_loss`."
+    rec = learn.recorder
+    return {n: None if v is None else float(v) for n, v in zip(rec.metric_names[1:], rec.values[epoch])
+            if n not in ('time', 'train_loss')}
 
 # %% ../nbs/02a_train.ipynb #612be07a
 def _need_run_dir(learn, who:str) -> Path:
