@@ -38,23 +38,29 @@ def load_avg():
     except OSError: return None
 
 
-def bench(size, bs, nf, steps, repeats, device='cpu', stock=False, user=True):
-    "Median seconds per update pair for each runner, timed interleaved."
+def replay_setup(size, bs, nf, steps, device='cpu'):
+    "Seeded digits, fresh DCGAN networks and `steps` batches on `device`: what every timed runner starts from."
     from fastai.torch_core import set_seed
     from dcgan_course.data import gan_dataloaders
     from dcgan_course.layers import dcgan_nets
+    dev = torch.device(device)
+    set_seed(0)
+    dls = gan_dataloaders('digits', size=size, bs=bs, nz=100)
+    G0, D0 = dcgan_nets(dls, nf=nf)
+    batches = [tuple(t.as_subclass(torch.Tensor).to(dev) for t in dls.one_batch()) for _ in range(steps)]
+    sync = torch.cuda.synchronize if dev.type == 'cuda' else (lambda: None)
+    return dev, dls, G0, D0, batches, sync
+
+
+def bench(size, bs, nf, steps, repeats, device='cpu', stock=False, user=True):
+    "Median seconds per update pair for each runner, timed interleaved."
     from dcgan_course.learner import DCGANLearner, plain_dcgan_steps, replay_dls, gen_loss_bce, crit_loss_bce
     from dcgan_course.train import dcgan_learner
     from dcgan_course.hacks import hack_callbacks
     from fastai.vision.gan import GANLearner
     from fastai.optimizer import Adam
 
-    dev = torch.device(device)
-    set_seed(0)
-    dls = gan_dataloaders('digits', size=size, bs=bs, nz=100)
-    G0, D0 = dcgan_nets(dls, nf=nf)
-    batches = [tuple(t.as_subclass(torch.Tensor).to(dev) for t in dls.one_batch()) for _ in range(steps)]
-    sync = (lambda: torch.cuda.synchronize()) if dev.type == 'cuda' else (lambda: None)
+    dev, dls, G0, D0, batches, sync = replay_setup(size, bs, nf, steps, device)
     tmp = Path(tempfile.mkdtemp())
 
     def nets(): return copy.deepcopy(G0).to(dev), copy.deepcopy(D0).to(dev)

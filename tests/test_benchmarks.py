@@ -28,3 +28,26 @@ def test_bench_defaults_times_both_recipes(tmp_path):
     res = json.loads(out.read_text())
     assert set(res['ms_per_step']) == {'paper (RECIPES["dcgan"])', 'defaults (Recipe())'} and all(v > 0 for v in res['ms_per_step'].values())
     assert res['ratio_defaults_to_paper'] > 0 and res['device']
+
+
+def test_bench_pieces_quick_writes_every_ratio(tmp_path):
+    "A smoke run of the piece-by-piece benchmark: every piece timed against the plain loop and the learner without it."
+    out = tmp_path/'pieces.json'
+    r = subprocess.run([sys.executable, str(ROOT/'benchmarks'/'bench_pieces.py'), '--quick', '--out', str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    res = json.loads(out.read_text())
+    pieces = {'dispatch_cache', 'device_smoothing', 'check_every', 'stock_bar', 'progress_swap', 'compile', 'bf16',
+              'all_on'}
+    assert set(res['ratios']) == pieces | {'plain', 'bare'}, res['ratios']
+    assert res['ratios']['plain'] == 1.0 and all(v > 0 for v in res['ratios'].values())
+    assert set(res['vs_without']) == pieces and res['vs_without']['progress_swap']['without'] == 'stock_bar'
+    assert res['device'] and res['torch'] and res['settings']['quick'] and res['gpu']['measured'] is False
+
+
+def test_committed_pieces_results_have_what_the_recipe_reads():
+    "The committed CPU run: a full run (not --quick), with the ratios the recipe reads, and the GPU marked unmeasured."
+    res = json.loads((ROOT/'benchmarks'/'pieces_results.json').read_text())
+    assert not res['settings']['quick'] and res['settings']['repeats'] >= 5
+    assert res['ratios']['compile'] > 0 and res['ratios']['bf16'] > 0
+    assert res['gpu']['measured'] is False and '--device cuda' in res['gpu']['note']

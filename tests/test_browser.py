@@ -18,7 +18,7 @@ INSTALL = ("apt-get install -y chromium chromium-driver; pip install jupyterlab 
 # Tiny generators, 96 steps on the digits (no moving average: they must have left their start), and their explorers
 EXPLORER_NB = [
     "from dcgan_course.recipe import recipe_learner, RECIPES\n"
-    "r = RECIPES['digits'].replace(size=16, nf=8, nz=8, bs=32, epochs=3, max_items=1024, ema=0., monitor=False)\n"
+    "r = RECIPES['digits'].replace(size=16, nf=8, nz=8, bs=32, epochs=3, max_items=1024, ema=None, monitor=False)\n"
     "learn = recipe_learner(r)\nlearn.fit(r.epochs)",
     "from dcgan_course.explore import latent_explorer\nlatent_explorer(learn)",
     "rc = r.replace(conditional=True)\nlearn_c = recipe_learner(rc)\nlearn_c.fit(rc.epochs)\n"

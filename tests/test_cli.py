@@ -26,6 +26,7 @@ def test_train_sample_resume(tmp_path):
     # not a terminal: one plain line per epoch, no progress-bar redraws
     assert [l.split(':')[0] for l in r.stdout.splitlines() if l.startswith('epoch ')] == ['epoch 1/2', 'epoch 2/2']
     assert '\r' not in r.stdout + r.stderr and 'd_fake' in r.stdout
+    assert 'we measured' not in r.stdout            # the CPU note on --compile and --bf16: not on a plain run
     for f in ('samples.png', 'samples/epoch_001.png', 'samples/epoch_002.png', 'metrics.csv', 'checkpoint.pth', 'recipe.json'):
         assert (out/f).exists(), f
     assert list(out.glob('generator.*')) and not (out/'run.lock').exists()     # the generator, in its format; the folder let go
@@ -86,7 +87,12 @@ def test_train_on_a_folder(tmp_path, digits_folder):
     (['--epochs', '0'], '--epochs must be at least 1'),
     (['--lr', '-1'], '--lr must be positive'),
     (['--diffaug', 'colour'], "--diffaug: unknown augmentation 'colour'"),
-    (['--compile', 'fast'], "compile='fast' is not a torch.compile mode"),
+    (['--ema', '0'], '--ema: the EMA decay must be in (0, 1), got 0.0 (none: no average)'),      # the one "off" is `none`
+    (['--lr-d', '0'], "--lr-d must be positive (none: the critic's rate is --lr), got 0"),
+    (['--label-smoothing', '0.9'], 'argument --label-smoothing: expected 2 arguments'),  # a pair: 0.9 0.9 is one-sided
+    (['--conditional', '--attrs', 'Smiling'], 'use --conditional (classes) or --attrs (attributes), not both'),
+    (['--balance'], '--balance needs labels: set --conditional or --attrs'),
+    (['--compile', 'fast'], "--compile 'fast' is not a torch.compile mode"),      # in flag terms
     (['--data', 'celeba', '--data-root', '/tmp/definitely-not-here'], 'celeba data set was not found'),
 ])
 def test_train_bad_input(tmp_path, args, message):
@@ -197,7 +203,7 @@ def test_skipped_files_are_said_and_recorded_whatever_the_warning_filters(tmp_pa
 
 def test_sample_attrs_draws_the_unnamed_attributes_from_the_data(tmp_path):
     "dcgan_sample --attrs Loop=1 fixes Loop and draws Bold and Odd as the training data has them (not all 0)."
-    from dcgan_course.conditional import toy_celeba
+    from dcgan_course.fixtures import toy_celeba
     from dcgan_course.core import sample_condition
     from dcgan_course.train import load_generator
     folder = toy_celeba(tmp_path/'toy', size=16)
@@ -224,10 +230,32 @@ def test_tensorboard_flag_writes_scalars_and_grids(tmp_path):
     assert [e.step for e in ea.Scalars('gan/d_real')] == [1, 2] and [e.step for e in ea.Images('samples')] == [1, 2]
 
 
-def test_resume_of_a_run_from_before_recipes_says_why_not(tmp_path):
-    (tmp_path/'old').mkdir(); (tmp_path/'old'/'run.json').write_text('{"size": 32}')
-    r = run('dcgan_train', '--out', str(tmp_path/'old'), '--resume', ok=False)
-    assert r.returncode == 2 and 'no recipe.json' in r.stderr and 'cannot be resumed' in r.stderr and 'Traceback' not in r.stderr
+def test_bf16_on_a_cpu_says_once_that_it_was_measured_slower(tmp_path):
+    from dcgan_course.cli import CPU_PIECES
+    r = run('dcgan_train', *FAST, '--epochs', '1', '--bf16', '--device', 'cpu', '--out', str(tmp_path/'run'))
+    notes = [l for l in r.stdout.splitlines() if 'we measured' in l]
+    assert len(notes) == 1 and f"--bf16 {CPU_PIECES['bf16']:g}x" in notes[0] and 'CUDA GPU' in notes[0], r.stdout
+
+
+def test_the_32_px_run_is_two_flags_away():
+    "The default run is 16 px, 40 epochs (21_ablation); `--size 32 --epochs 25` is the paper's run with the defaults."
+    from dcgan_course.cli import recipe_from_args
+    from dcgan_course.recipe import RECIPES
+    r = recipe_from_args([])[0]
+    assert (r.size, r.epochs) == (16, 40)
+    r = recipe_from_args(['--size', '32', '--epochs', '25'])[0]
+    assert set(r.changes(RECIPES['dcgan'])) == {'lr', 'lr_d', 'ema', 'monitor'}
+
+
+def test_the_cpu_ratios_are_the_measured_ones():
+    "`CPU_PIECES`, which the note prints, holds what benchmarks/bench_pieces.py measured on the CPU."
+    from dcgan_course.cli import CPU_PIECES
+    f = Path(__file__).parent.parent/'benchmarks'/'pieces_results.json'
+    if not f.exists(): pytest.skip('no benchmarks/pieces_results.json yet: python benchmarks/bench_pieces.py')
+    res = json.loads(f.read_text())
+    ratio = {k: res['vs_without'][k]['ratio'] for k in ('compile', 'bf16')}     # time with the piece / without it
+    for k, v in ratio.items(): assert abs(v - CPU_PIECES[k]) < 0.01, (k, v, CPU_PIECES[k])
+    assert CPU_PIECES['machine'] == f"{res['device']}, {res['cores']} cores"
 
 
 # --- one owner per run folder, faults in one line ---
@@ -388,8 +416,8 @@ def trained(tmp_path_factory):
 
 
 SAMPLE_BAD = [(['--nrow', '-1'], '--nrow must be at least 1'), (['--nrow', '0'], '--nrow must be at least 1'),
-              (['--n', '0'], '--n must be at least 1'), (['--seed', '-1'], '--seed must be in 0 .. 2**63-1'),
-              (['--seed', str(2**63)], '--seed must be in'), (['--out', '{dir}'], 'is a folder'),
+              (['--n', '0'], '--n must be at least 1'), (['--seed', '-1'], '--seed must be in 0 .. 2**64-2'),
+              (['--seed', str(2**64 - 1)], '--seed must be in'), (['--out', '{dir}'], 'is a folder'),
               (['--folder', '--out', '{file}'], 'is a file'), (['--label', '3'], 'not conditional'),
               (['--attrs', 'Smiling=1'], 'not conditional')]
 

@@ -1,13 +1,16 @@
-"Fast tests of dcgan_course.conditional: labels, balancing, the critics, sampling helpers, the judge (no long training)."
+"Fast tests of dcgan_course.conditional: labels, balancing, the critics, sampling helpers, and the judge of quality."
 import math
 import pytest
 import torch
 
 from dcgan_course.data import DataError, gan_dataloaders
 from dcgan_course.layers import Generator, Critic
-from dcgan_course.conditional import (toy_celeba, ChannelCritic, conditional_nets, label_combos, balanced_weights, combo_counts,
-                                      BalancedGANDataLoader, balance_dls, digit_classifier, classify, train_digit_classifier,
-                                      judge_digits, within_class_std, label_index, parse_attrs, conditional_dataloaders)
+from dcgan_course.core import label_index, parse_attrs, sample_condition
+from dcgan_course.fixtures import toy_celeba
+from dcgan_course.quality import digit_classifier, classify, train_digit_classifier, judge_digits
+from dcgan_course.conditional import (ChannelCritic, conditional_nets, label_combos, balanced_weights, combo_counts,
+                                      BalancedGANDataLoader, balance_dls, within_class_std, conditional_dataloaders,
+                                      conditional_samples)
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
@@ -120,3 +123,29 @@ def test_conditional_dataloaders(toy_dir, tmp_path):
         conditional_dataloaders('flowers', root=tmp_path, size=16, bs=2, cache=False)
     with pytest.raises(DataError, match='sub-folder'): conditional_dataloaders(tmp_path/'jpg', size=16, bs=2, cache=False)
     with pytest.raises(ValueError, match='conditional=True'): conditional_dataloaders('digits', conditional=False)
+
+
+def test_conditional_samples_take_the_one_condition(cls_dls, attr_dls):
+    "conditional_samples builds no condition of its own: it is generate + sample_condition, for a generator or a learner."
+    from dcgan_course.learner import generate
+    from dcgan_course.train import dcgan_learner
+    g = Generator(16, nz=16, nf=8, n_classes=10)
+    x = conditional_samples(g, 6, label='3', seed=0)
+    assert torch.equal(x, generate(g, 6, cond=torch.full((6,), 3), seed=0))
+    assert torch.equal(conditional_samples(g, 4, seed=1), generate(g, 4, cond=sample_condition(g, 4), seed=1))
+    with pytest.raises(ValueError, match='use label='): conditional_samples(g, 2, attrs='Loop=1')
+    learn = dcgan_learner(attr_dls, *conditional_nets(attr_dls, nf=8))
+    v = attr_dls.vocab
+    a = conditional_samples(learn, 8, attrs='Bold=1', seed=0, vocab=v)   # a learner: its data's rows give the free attributes
+    c = sample_condition(learn, 8, attrs='Bold=1', seed=0, vocab=v)
+    assert (c[:, 1] == 1).all()
+    assert torch.equal(a, generate(learn.sample_generator, 8, cond=c, seed=0))
+    with pytest.raises(ValueError, match='use attrs='): conditional_samples(learn, 2, label=1)
+
+
+def test_balance_dls_keeps_the_loader(attr_dls):
+    "balance_dls builds its DataLoaders with data.tensor_dataloaders: the same batches' shape, an empty valid set."
+    b = balance_dls(attr_dls, by='Loop')
+    t, u = attr_dls.train, b.train
+    assert (u.bs, u.nz, u.noise, u.vocab, u.source, u.by) == (t.bs, t.nz, t.noise, t.vocab, t.source, 'Loop')
+    assert len(b.valid.images) == 0 and b.valid.labels.shape[1:] == t.labels.shape[1:]

@@ -358,3 +358,26 @@ def test_a_read_only_cache_folder_falls_back_to_memory(tmp_path, capsys):
             gan_dataloaders(tmp_path/'c', size=16, bs=2, cache=ro, on_disk=True)
     finally:
         subprocess.run(['umount', str(ro)])
+
+
+def test_disk_is_below_data_and_errors_name_parameters():
+    "`disk` (the `.npy` file) imports nothing of `data`; the loader's errors name `bs=`, not a command-line flag."
+    import ast, dcgan_course.disk as disk
+    from dcgan_course.data import GANDataLoader
+    tree = ast.parse(open(disk.__file__).read())
+    own = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 1}
+    assert own == {'core'}, own
+    x = torch.zeros(10, 1, 16, 16, dtype=torch.uint8)
+    with pytest.raises(DataError, match=r'use a smaller batch size, bs=$'): GANDataLoader(x, bs=64)
+    with pytest.raises(DataError, match=r'\(use a smaller batch size, bs=\)'): GANDataLoader(x, bs=4).shard(0, 3)
+
+
+def test_loader_scaling_is_bit_exact(tmp_path):
+    "Batches and `real_batch` in [-1, 1] are exactly `x / 127.5 - 1` of the uint8 images, as a plain loop computes it."
+    from dcgan_course.data import GANDataLoader
+    x = torch.arange(256, dtype=torch.uint8).repeat(4).view(4, 1, 16, 16)
+    dl = GANDataLoader(x, bs=2, shuffle=False)
+    want = x.float() / 127.5 - 1                            # the course's formula, in float32, as the learner's tests loop it
+    assert not torch.equal(want, x.float() * (1 / 127.5) - 1)  # another formula differs in the last bits: the test can fail
+    assert torch.equal(dl.real_batch(4), want)
+    assert torch.equal(torch.cat([b[-1] for b in dl]), want)

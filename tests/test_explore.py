@@ -11,7 +11,8 @@ from dcgan_course.layers import Generator
 from dcgan_course.learner import generate
 from dcgan_course.explore import (slerp, interpolate, seed_latent, seed_samples, interpolation_strip, interpolation_grid, latent_walk,
                                   interpolation_frames, save_gif, to_pil, png_bytes, latent_arithmetic, attribute_direction, jitter,
-                                  style_grid, attribute_strip, explorer_latent, explorer_condition, explorer_image, latent_explorer)
+                                  style_grid, attribute_strip, explorer_latent, explorer_condition, explorer_image, latent_explorer,
+                                  explorer_figure)
 import dcgan_course.explore as E
 
 NBS = Path(__file__).parents[1]/'nbs'
@@ -113,7 +114,13 @@ def test_explorer_functions(gens):
     assert explorer_condition(ga, attrs=['Male']).tolist() == [[0., 0., 1.]]
     assert explorer_condition(ga, attrs=[1, 1, 0]).tolist() == [[1., 1., 0.]]
     assert explorer_condition(ga).tolist() == [[0., 0., 0.]]
-    with pytest.raises(ValueError, match='pass attrs='): explorer_condition(ga, 'Male')
+    with pytest.raises(ValueError, match='use attrs='): explorer_condition(ga, 'Male')
+    with pytest.raises(ValueError, match='use label='): explorer_condition(gc, attrs=['Male'])
+    assert explorer_condition(gc, 2, n=3).tolist() == [2, 2, 2]                  # one condition for a grid
+    assert explorer_condition(ga, attrs=['Smiling'], n=2).tolist() == [[1., 0., 0.]] * 2
+    st = torch.random.get_rng_state()
+    explorer_condition(ga, attrs=['Male'])
+    assert torch.equal(st, torch.random.get_rng_state())                         # never draws from the global RNG
     with pytest.raises(ValueError, match='3 attributes'): explorer_condition(ga, attrs=[1, 0])
     img, png = explorer_image(g, explorer_latent(g), scale=3)
     assert img.shape == (1, 1, 16, 16) and Image.open(io.BytesIO(png)).size == (48, 48)
@@ -275,3 +282,30 @@ def test_saved_explorer_notebook():
     assert not any('image/gif' in o.get('data', {}) for o in outs)
     assert sum('data:image/gif;base64,' in ''.join(o.get('data', {}).get('text/html', '')) for o in outs) >= 1
     assert 'widgets' not in obj['metadata']
+
+
+def test_one_condition_for_all_images(gens):
+    "The strips, grids and walks give every image the one condition that sample_condition(..., same=True) picks."
+    g, gc, ga = gens
+    from dcgan_course.core import sample_condition
+    x = interpolation_strip(gc, steps=4, label='5')
+    assert torch.equal(x, generate(gc, z=interpolate(seed_latent(gc, 0), seed_latent(gc, 1), 4).view(4, -1, 1, 1),
+                                   cond=torch.full((4,), 5)))
+    c = sample_condition(ga, 6, attrs='Male=1', seed=3, same=True)
+    assert (c == c[:1]).all() and (c[:, 2] == 1).all()
+    w = latent_walk(ga, dims=(0,), values=[0., 1.], seed=3, attrs='Male=1')
+    z = seed_latent(ga, 3).reshape(-1).repeat(2, 1); z[:, 0] = torch.tensor([0., 1.])
+    assert torch.equal(w, generate(ga, z=z.view(2, -1, 1, 1), cond=c[:2]))
+
+
+def test_explorer_figure(gens):
+    "explorer_figure shows the images the explorer would: the A->B row, then one row per offset slider."
+    import matplotlib.pyplot as plt
+    g, gc, ga = gens
+    fig = explorer_figure(g, dims=(1,), steps=3)
+    assert fig.images_.shape == (6, 1, 16, 16)
+    assert torch.allclose(fig.images_[2:3], generate(g, z=seed_latent(g, 1)[None]), atol=1e-5)      # t = 1: seed B
+    fc = explorer_figure(gc, dims=(0,), steps=2, label='7')
+    assert torch.equal(fc.images_[:1], generate(gc, z=seed_latent(gc, 0)[None], cond=torch.tensor([7])))
+    with pytest.raises(ValueError, match='use attrs='): explorer_figure(ga, label='Male')
+    plt.close('all')

@@ -10,7 +10,7 @@ from fastai.callback.schedule import *   # fit_one_cycle
 from fastai.callback.tracker import SaveModelCallback
 from dcgan_course.learner import generate
 from dcgan_course.recipe import RECIPES, recipe_learner
-from dcgan_course.train import image_grid
+from dcgan_course.core import image_grid
 
 TINY = dict(size=16, nf=8, nz=8, bs=32, max_items=256)    # 8 batches an epoch
 

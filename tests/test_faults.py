@@ -28,9 +28,10 @@ and at the decode cache, which is only a cache: the run must train on to the sam
   - cache-disk-full: the cache's folder on a full tmpfs (ENOSPC injected where mounting is not allowed);
   - corrupt-decode-cache: a decode cache cut in half: the next run moves it aside, decodes again, trains the same nets.
 Bad inputs (`BAD_RECIPES`): a hand-edited recipe.json with a value of the wrong kind (a switch given "false" or 0, a
-whole number given "2", 2.5, true or null, a number given true, "1e-3", NaN or Infinity, a list given a string or
-holding NaN, a string given a number), each given two ways (`RECIPE_ROUTES`: `--config FILE`, and `--resume` of a run
-folder whose recipe.json was edited): refused before any training, with exit status 2 and one line naming the field.
+whole number given "2", 2.5, true or null, a number given true, "1e-3", NaN or Infinity, a pair given a string, one
+number or NaN, a string given a number) or out of range (an EMA decay of 0), each given two ways (`RECIPE_ROUTES`:
+`--config FILE`, and `--resume` of a run folder whose recipe.json was edited): refused before any training, with exit
+status 2 and one line naming the field.
 
 Set DCGAN_FAULTS_INJECT=1 to inject the disk faults even where the machine lets them be made for real.
 """
@@ -109,7 +110,9 @@ BAD_RECIPES = [
     ('beta1', '-Infinity'),            # ... minus infinity
     ('fake_smoothing', '"0 0.3"'),     # a list given a string
     ('fake_smoothing', '[0, NaN]'),    # a list holding NaN
-    ('label_smoothing', '"0.9"'),      # a number or a list given a string
+    ('label_smoothing', '"0.9"'),      # a pair given a string
+    ('label_smoothing', '0.9'),        # ... one number (one-sided 0.9 is [0.9, 0.9])
+    ('ema', '0'),                      # a decay out of range (no average is null)
     ('noise', '1'),                    # a string given a number
 ]
 RECIPE_ROUTES = ('config', 'resume')

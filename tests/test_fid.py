@@ -66,3 +66,40 @@ def test_cli_bad_n(tmp_path, capsys):
     assert e.value.code == 2 and 'at least 2' in capsys.readouterr().err
 
 
+def test_the_three_ways_of_scoring_a_generator_agree():
+    "`compute_fid`, `FIDCallback` and `experiments.fid_kid` all score through `generator_fid`: the formula's numbers."
+    import warnings
+    import torch, torch.nn.functional as F
+    from dcgan_course.data import gan_dataloaders
+    from dcgan_course.train import dcgan_learner, fixed_noise
+    from dcgan_course.fid import FIDCallback, compute_fid, generator_fid, generator_features, real_stats
+    from dcgan_course.frechet import fid_from_features, kid_from_features
+    from dcgan_course.experiments import fid_kid
+    def small_fn(x): return F.avg_pool2d(x, 75).flatten(1)       # 27 numbers an image
+    def close(x, y): return x == pytest.approx(y, rel=1e-9, abs=1e-12)
+    dls = gan_dataloaders('digits', size=16, bs=32, max_items=96)
+    for n in (40, 20):                                 # the statistics route (40 >= 27), the low-rank one (20 < 27)
+        learn = dcgan_learner(dls, net_kwargs=dict(nf=8))
+        cb = FIDCallback(n_samples=n, feature_fn=small_fn, save_best=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            with learn.no_bar(), learn.no_logging(): learn.fit(1, cbs=cb)
+        g, images = learn.sample_generator, dls.train.images
+        rs = real_stats(images, n=n, feature_fn=small_fn, cache=False)    # the callback's real side: n seeded images
+        real = rs['features']
+        assert torch.equal(real, cb.real['features'])
+        fake = generator_features(g, None, z=fixed_noise(learn, n, 0), feature_fn=small_fn)
+        fid, (kid, kid_std) = fid_from_features(fake, real, warn=False), kid_from_features(fake, real, seed=0)
+        assert close(cb.history[-1]['fid'], fid) and close(cb.history[-1]['kid'], kid)          # the callback
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            a = compute_fid(g, images, n=n, kid=True, feature_fn=small_fn)
+            b = compute_fid(images, g, n=n, kid=True, feature_fn=small_fn)    # generator on side B: noise seed 1
+        assert close((a['fid'], a['kid'], a['kid_std']), (fid, kid, kid_std))                     # compute_fid
+        assert (a['n_a'], a['n_b'], a['kind_a'], a['kind_b']) == (n, n, 'generator', 'images')
+        fk = fid_kid(g, dls, n=n, seed=0, feature_fn=small_fn)              # the experiments: noise seed 1 too
+        assert close((b['fid'], b['kid'], b['kid_std']), (fk['fid'], fk['kid'], fk['kid_std']))
+        fake1 = generator_features(g, n, seed=1, feature_fn=small_fn)
+        assert close(fk['fid'], fid_from_features(fake1, real, warn=False))
+        for r in (rs, real):                                                # a `real_stats` dict or bare features
+            assert close(generator_fid(g, r, warn=False, feature_fn=small_fn)['fid'], a['fid'])

@@ -200,3 +200,25 @@ def test_flip_count_stays_on_device(dls):
     f = FlipLabels(0.5)
     fit(tiny(dls, [f]))
     assert isinstance(f._n_flipped, torch.Tensor) and 0 < f.n_flipped < f.n_seen
+
+
+@pytest.mark.parametrize('bad', [0, 1, 1.0, -0.5, 2, float('nan'), 'high', None])
+def test_ema_decay_is_checked_in_one_place(bad):
+    from dcgan_course.hacks import check_ema_decay, GeneratorEMA
+    assert check_ema_decay(0.95) == 0.95 and check_ema_decay('0.5') == 0.5
+    with pytest.raises(ValueError, match=r'the EMA decay must be (a number )?in \(0, 1\)'): check_ema_decay(bad)
+    with pytest.raises(ValueError, match=r'the EMA decay must be (a number )?in \(0, 1\)'): GeneratorEMA(bad)
+
+
+def test_a_resumed_average_keeps_counting_and_a_checkpoint_without_its_count_is_refused(dls, tmp_path):
+    from dcgan_course.hacks import GeneratorEMA
+    learn = fit(tiny(dls, [GeneratorEMA(0.99)], path=tmp_path), 1)
+    learn.save_checkpoint(tmp_path/'ck.pth', 1)
+    again = tiny(dls, [GeneratorEMA(0.99)])
+    assert again.load_checkpoint(tmp_path/'ck.pth') == 1 and again.ema_updates == len(dls.train)
+    with again.no_bar(), again.no_logging(): again.fit(2, start_epoch=1)
+    assert again.ema_updates == 2 * len(dls.train)           # counted on from the checkpoint's count, never estimated
+    ck = torch.load(tmp_path/'ck.pth', weights_only=False)
+    del ck['ema_updates']; torch.save(ck, tmp_path/'cut.pth')
+    with pytest.raises(ValueError, match='not a complete dcgan_course checkpoint: it lacks ema_updates'):
+        tiny(dls, [GeneratorEMA(0.99)]).load_checkpoint(tmp_path/'cut.pth')

@@ -313,7 +313,8 @@ def test_progress_bar_reads_the_loss_only_on_check_batches():
         order = 61                                   # after the progress bar (60)
         def after_batch(self): reads.append(self.learn.progress.pbar.comment)
     with learn.no_logging(): learn.fit(1, cbs=Probe())
-    assert isinstance(learn.progress, ProgressCallback) and type(learn.progress).__name__ == '_GANProgress'
+    from dcgan_course.speed import CheckProgress
+    assert isinstance(learn.progress, ProgressCallback) and type(learn.progress) is CheckProgress
     n = len(dls.train)
     changed = [i for i in range(n) if reads[i] != (reads[i - 1] if i else '')]
     assert changed == [i for i in range(n) if (i + 1) % 3 == 0 or i == n - 1]
@@ -329,3 +330,29 @@ def test_samples_draw_z_from_the_distribution_the_generator_trained_on():
     z = new_noise(8, 16, 'uniform', torch.Generator().manual_seed(3))
     for net in (learn.generator, learn.ema_generator):
         assert torch.equal(generate(net, 8, seed=3), generate(net, z=z))
+
+
+def test_the_speed_pieces_change_nothing_but_speed():
+    "The learner's own dispatch, smoothed loss and check stride give the weights that fastai's plain machinery gives."
+    from fastai.learner import Learner, AvgSmoothLoss
+    from dcgan_course.learner import DCGANLearner
+    from dcgan_course.speed import DeviceSmoothLoss, PhaseStat
+
+    class FastaiDispatch(DCGANLearner):
+        __call__ = Learner.__call__
+
+    def run(cls, **kw):
+        dls, G, D = small()
+        learn = cls(dls, G, D, **kw)
+        if cls is FastaiDispatch: learn.recorder.smooth_loss = AvgSmoothLoss()
+        with learn.no_bar(), learn.no_logging(): learn.fit(1)
+        return learn, [p.detach() for p in list(G.parameters()) + list(D.parameters())]
+
+    fast, a = run(DCGANLearner)
+    slow, b = run(FastaiDispatch, check_every=1)
+    assert all(torch.equal(p, q) for p, q in zip(a, b))
+    assert isinstance(fast.recorder.smooth_loss, DeviceSmoothLoss)
+    assert [type(m) for m in fast.recorder._train_mets[1:5]] == [PhaseStat] * 4
+    row = lambda l: [float(v) for v in l.recorder.values[-1]]       # train_loss, gen_loss, crit_loss, d_real, d_fake
+    assert row(fast) == pytest.approx(row(slow), rel=1e-6)
+    assert fast.ema_generator is None and fast.sample_generator is fast.generator

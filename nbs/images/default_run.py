@@ -9,7 +9,8 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt
 from dcgan_course.train import plot_metrics, load_generator
-from dcgan_course.labs import explorer_figure, hardware
+from dcgan_course.explore import explorer_figure
+from dcgan_course.labs import hardware
 
 here = Path(__file__).resolve().parent
 run = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp())/'digits'
