@@ -56,7 +56,7 @@ class Recipe:
     noise: str = _f('normal', "distribution of z (normal: PyTorch's example; uniform: the DCGAN paper's; 21_ablation)",
                     'data', choices=NOISES)
     # training
-    epochs: int = _f(40, 'train until this many epochs (with --resume: in total)', 'training', type=int)
+    epochs: int = _f(80, 'train until this many epochs (with --resume: in total)', 'training', type=int)
     bs: int = _f(64, 'batch size', 'training', type=int)
     lr: float = _f(1e-3, "Adam learning rate: the generator's, and the critic's too when lr_d is none "
                    "(the paper's: 2e-4 for both; 21_ablation)", 'training', type=float)

@@ -238,11 +238,11 @@ def test_bf16_on_a_cpu_says_once_that_it_was_measured_slower(tmp_path):
 
 
 def test_the_32_px_run_is_two_flags_away():
-    "The default run is 16 px, 40 epochs (21_ablation); `--size 32 --epochs 25` is the paper's run with the defaults."
+    "The default run is 16 px, 80 epochs (21_ablation); `--size 32 --epochs 25` is the paper's run with the defaults."
     from dcgan_course.cli import recipe_from_args
     from dcgan_course.recipe import RECIPES
     r = recipe_from_args([])[0]
-    assert (r.size, r.epochs) == (16, 40)
+    assert (r.size, r.epochs) == (16, 80)
     r = recipe_from_args(['--size', '32', '--epochs', '25'])[0]
     assert set(r.changes(RECIPES['dcgan'])) == {'lr', 'lr_d', 'ema', 'monitor'}
 

@@ -37,3 +37,13 @@ def test_no_unfinished_progress_bar(nb):
         for o in c.get('outputs', []):
             html = ''.join(o.get('data', {}).get('text/html', ''))
             assert '<progress' not in html, f'{nb.name}, cell {i}: a half-drawn progress bar was saved: keep only the last redraw of each bar'
+
+
+LESSONS = [p for p in NBS if p.name[:2].isdigit() and int(p.name[:2]) <= 12 and p.name != '00_package.ipynb']
+
+
+@pytest.mark.parametrize('nb', LESSONS, ids=lambda p: p.name)
+def test_every_lesson_shows_a_picture(nb):
+    "A lesson teaches with a picture its own cells made: a saved PNG output (`00_package`, two lines of setup, is not a lesson)."
+    pngs = [o for c in cells(nb) for o in c.get('outputs', []) if 'image/png' in o.get('data', {})]
+    assert pngs, f'{nb.name} saves no picture: show what the lesson builds, and run the notebook to save it'

@@ -135,7 +135,7 @@ def test_resume_in_process_refuses_a_planted_checkpoint(run_copy, tmp_path, caps
 
 def test_resume_with_another_size_names_the_field(run_copy):
     line = refused(run('dcgan_train', '--out', str(run_copy), '--resume', '--epochs', '2', '--size', '32', ok=False), 'checkpoint.pth')
-    assert 'size=16' in line and 'size=32' in line, line
+    assert '--size 16' in line and '--size 32' in line, line      # the command line speaks in flags
 
 
 def test_resume_from_an_incomplete_checkpoint(run_copy):

@@ -6,6 +6,7 @@ learning curves (from `metrics.csv`) and the latent explorer on its generator. P
 import shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 import matplotlib
+from PIL import Image
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt
 from dcgan_course.train import plot_metrics, load_generator
@@ -17,7 +18,8 @@ run = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp())/'digi
 t0 = time.time()
 subprocess.run([shutil.which('dcgan_train') or 'dcgan_train', '--out', str(run)], check=True)
 secs = time.time() - t0
-shutil.copy(run/'samples.png', here/'default_samples.png')
+with Image.open(run/'samples.png') as im:        # the run's own grid, shown at twice its size (nearest neighbour: the same pixels)
+    im.resize((im.width * 2, im.height * 2), Image.NEAREST).save(here/'default_samples.png')
 plot_metrics(run/'metrics.csv')
 plt.savefig(here/'default_curves.png', dpi=80, bbox_inches='tight'); plt.close('all')
 fig = explorer_figure(load_generator(run), dims=(0, 1, 2, 3), steps=9)
