@@ -264,8 +264,7 @@ def sample_condition(source, # a generator (with `n_classes`, `n_attrs`, maybe `
     if same:
         c = sample_condition(source, 1, label, attrs, seed, vocab, rows)
         return None if c is None else c.expand(n, *c.shape[1:]).clone()
-    for v in (vocab, getattr(g, 'vocab', None), _data(source, 'vocab')):
-        if v is not None: vocab = v; break
+    vocab = next((v for v in (vocab, getattr(g, 'vocab', None), _data(source, 'vocab')) if v is not None), None)
     if not (n_classes or n_attrs):
         if label is not None or attrs is not None:
             raise ValueError("This generator is not conditional (it was trained without labels): "
@@ -282,9 +281,9 @@ def sample_condition(source, # a generator (with `n_classes`, `n_attrs`, maybe `
         raise ValueError(f"This generator is conditioned on attributes ({', '.join(vocab or [])}), not classes: "
                          "use attrs=")
     gen = torch.Generator().manual_seed(seed + 1) if seed is not None else None   # +1: not the noise's stream of `seed`
-    for r in (rows, getattr(g, 'attr_rows', None), _data(source, 'labels')):
-        if r is not None and len(r): rows = r; break
-    if rows is not None and len(rows): free = rows.float()[torch.randint(len(rows), (n,), generator=gen)]
+    found = (r for r in (rows, getattr(g, 'attr_rows', None), _data(source, 'labels')) if r is not None and len(r))
+    rows = next(found, None)
+    if rows is not None: free = rows.float()[torch.randint(len(rows), (n,), generator=gen)]
     else: free = (torch.rand(n, n_attrs, generator=gen) < 0.5).float()
     if attrs is None: return free
     a = attrs.float() if isinstance(attrs, torch.Tensor) else parse_attrs(attrs, vocab, default=None)
